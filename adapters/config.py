@@ -1,0 +1,311 @@
+"""Configuration: one YAML file, `${ENV}` substitution, `*_file` secrets, msgspec structs.
+
+A wrong key or value stops start-up with a `ConfigError` that names the key (as a dotted
+path such as `instances[0].polling.interval_s`) and says what is wrong.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+import msgspec
+import yaml
+
+from adapters.core.secret import Secret
+
+__all__ = [
+    "CommandsConfig",
+    "Config",
+    "ConfigError",
+    "InstanceConfig",
+    "KafkaConfig",
+    "PollingConfig",
+    "RateLimitConfig",
+    "load_config",
+    "parse_config",
+]
+
+
+class ConfigError(Exception):
+    """The configuration cannot be used; the message names the key and the problem."""
+
+
+class _Base(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    pass
+
+
+class TlsConfig(_Base):
+    """TLS towards the brokers. Files are PEM; mount them from a Secret."""
+
+    ca_file: str | None = None
+    cert_file: str | None = None
+    key_file: str | None = None
+    key_password: Secret | None = None
+    check_hostname: bool = True
+
+
+class SaslConfig(_Base, kw_only=True):
+    """SASL authentication towards the brokers."""
+
+    mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = "PLAIN"
+    username: str
+    password: Secret
+
+
+class TopicsConfig(_Base):
+    """How topics that Workbridge creates are laid out."""
+
+    create: bool = True
+    partitions: int = 3
+    replication_factor: int = 1
+
+    def __post_init__(self) -> None:
+        if self.partitions < 1:
+            raise ValueError("partitions must be at least 1")
+        if self.replication_factor < 1:
+            raise ValueError("replication_factor must be at least 1")
+
+
+class KafkaConfig(_Base):
+    """Connection to the Kafka cluster."""
+
+    bootstrap_servers: str
+    client_id: str = "workbridge"
+    topic_prefix: str = "workbridge"
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    tls: TlsConfig | None = None
+    sasl: SaslConfig | None = None
+    topics: TopicsConfig = msgspec.field(default_factory=TopicsConfig)
+    # The webhook answer waits for acks=all at most this long (kept below every vendor deadline).
+    send_timeout_s: float = 5.0
+    linger_ms: int = 5
+    request_timeout_ms: int = 30000
+
+    def __post_init__(self) -> None:
+        if self.security_protocol.startswith("SASL") and self.sasl is None:
+            raise ValueError(f"security_protocol {self.security_protocol} needs a `sasl` section")
+
+
+class ServerConfig(_Base):
+    """The HTTP server for webhooks, health and metrics."""
+
+    host: str = "0.0.0.0"
+    port: int = 8080
+    max_body_bytes: int = 1_048_576
+    # Sends awaiting a Kafka ack at once; past it webhooks get 503 + Retry-After (load shedding).
+    max_in_flight: int = 2000
+    shutdown_grace_s: float = 20.0
+
+
+class RolesConfig(_Base):
+    """Which parts run in this process (the Helm chart runs them as separate Deployments)."""
+
+    webhooks: bool = True
+    pollers: bool = True
+    commands: bool = True
+
+
+class RateLimitConfig(_Base):
+    """Requests allowed per window for one instance, across the whole deployment."""
+
+    requests: int
+    per_seconds: float
+    # Replicas that share the budget: each process takes requests / replicas.
+    replicas: int = 1
+
+
+class PollingConfig(_Base):
+    """Polling of a vendor's changed records."""
+
+    enabled: bool = False
+    resources: list[str] = msgspec.field(default_factory=list)
+    interval_s: float = 60.0
+    # Re-read this far behind the cursor: vendor timestamps have coarse precision and may lag.
+    overlap_s: float = 2.0
+    # `beginning` publishes every existing record on the first poll; `now` only later changes.
+    start_from: Literal["beginning", "now"] = "beginning"
+    page_size: int = 100
+    # Events and the cursor move in transactions of at most this many events.
+    max_batch: int = 500
+
+
+class CommandsConfig(_Base):
+    """Consumption of the instance's command topic."""
+
+    enabled: bool = False
+    # A command whose vendor call has not succeeded by then gets its final result.
+    deadline_s: float = 300.0
+    max_attempts: int = 10
+    backoff_base_s: float = 1.0
+    backoff_max_s: float = 60.0
+    # Subjects worked on at once per partition; commands of one subject always run in order.
+    concurrency: int = 8
+
+
+class WebhooksConfig(_Base):
+    """The instance's webhook endpoint."""
+
+    enabled: bool = True
+
+
+class InstanceConfig(_Base, kw_only=True):
+    """One connector instance: a vendor account."""
+
+    vendor: str
+    name: str = ""
+    base_url: str
+    api_key: Secret | None = None
+    webhook_secret: Secret | None = None
+    # Further vendor credentials (login, password, client secret, ...).
+    credentials: dict[str, Secret] = msgspec.field(default_factory=dict)
+    content_mode: Literal["binary", "structured"] = "binary"
+    http_timeout_s: float = 30.0
+    rate_limit: RateLimitConfig | None = None
+    webhooks: WebhooksConfig = msgspec.field(default_factory=WebhooksConfig)
+    polling: PollingConfig = msgspec.field(default_factory=PollingConfig)
+    commands: CommandsConfig = msgspec.field(default_factory=CommandsConfig)
+    # Vendor-specific settings; each vendor declares and documents its own.
+    options: dict[str, Any] = msgspec.field(default_factory=dict)
+
+    @property
+    def instance_name(self) -> str:
+        """The name used in topics and webhook paths (defaults to the vendor id)."""
+        return self.name or self.vendor
+
+
+class Config(_Base, kw_only=True):
+    """The whole configuration file."""
+
+    kafka: KafkaConfig
+    server: ServerConfig = msgspec.field(default_factory=ServerConfig)
+    roles: RolesConfig = msgspec.field(default_factory=RolesConfig)
+    instances: list[InstanceConfig] = msgspec.field(default_factory=list)
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+
+_ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+def _substitute_env(value: str, path: str, env: dict[str, str]) -> str:
+    def repl(match: re.Match[str]) -> str:
+        var, default = match.group(1), match.group(2)
+        if var in env:
+            return env[var]
+        if default is not None:
+            return default
+        raise ConfigError(
+            f"{path}: environment variable {var} is not set "
+            f"(set it, or write ${{{var}:-default}} to give a default)"
+        )
+
+    return _ENV.sub(repl, value)
+
+
+def _resolve(node: Any, path: str, env: dict[str, str], base_dir: Path) -> Any:
+    """Substitute `${ENV}` and replace every `x_file: PATH` by `x: <file content>`."""
+    if isinstance(node, str):
+        return _substitute_env(node, path, env)
+    if isinstance(node, list):
+        return [_resolve(v, f"{path}[{i}]", env, base_dir) for i, v in enumerate(node)]
+    if isinstance(node, dict):
+        out: dict[str, Any] = {}
+        for key, value in node.items():
+            if not isinstance(key, str):
+                raise ConfigError(f"{path or '<top>'}: key {key!r} must be a string")
+            sub = f"{path}.{key}" if path else key
+            value = _resolve(value, sub, env, base_dir)
+            # TLS certificate paths are files by nature; only secrets use the *_file indirection.
+            if key.endswith("_file") and key not in {"ca_file", "cert_file", "key_file"}:
+                plain = key[: -len("_file")]
+                if plain in node:
+                    raise ConfigError(f"{sub}: give either {plain} or {key}, not both")
+                file_path = Path(str(value))
+                if not file_path.is_absolute():
+                    file_path = base_dir / file_path
+                try:
+                    out[plain] = file_path.read_text(encoding="utf-8").strip()
+                except OSError as exc:
+                    raise ConfigError(
+                        f"{sub}: cannot read secret file {file_path}: {exc.strerror}"
+                    ) from None
+            else:
+                out[key] = value
+        return out
+    return node
+
+
+_AT = re.compile(r" - at `\$(.*)`$")
+
+
+def _decode_hook(type_: type, obj: Any) -> Any:
+    if type_ is Secret and isinstance(obj, (str, int)):
+        return Secret(str(obj))
+    raise NotImplementedError
+
+
+def parse_config(
+    raw: Any, *, env: dict[str, str] | None = None, base_dir: Path | None = None
+) -> Config:
+    """Decode an already-loaded YAML tree into a `Config`, raising `ConfigError` on problems."""
+    if not isinstance(raw, dict):
+        raise ConfigError("the configuration must be a mapping with at least a `kafka` section")
+    resolved = _resolve(raw, "", dict(os.environ) if env is None else env, base_dir or Path.cwd())
+    try:
+        config = msgspec.convert(resolved, Config, dec_hook=_decode_hook)
+    except msgspec.ValidationError as exc:
+        message = str(exc)
+        match = _AT.search(message)
+        where = match.group(1).lstrip(".") if match else ""
+        what = _AT.sub("", message).replace("`", "")
+        raise ConfigError(f"{where or '<top>'}: {what}") from None
+    _check_instances(config)
+    return config
+
+
+def _check_instances(config: Config) -> None:
+    # Imported here: the registry imports every vendor, which imports this module's structs.
+    from adapters.registry import VENDORS
+
+    seen: set[str] = set()
+    for i, inst in enumerate(config.instances):
+        where = f"instances[{i}]"
+        if inst.vendor not in VENDORS:
+            known = ", ".join(sorted(VENDORS))
+            raise ConfigError(f"{where}.vendor: unknown vendor {inst.vendor!r} (known: {known})")
+        name = inst.instance_name
+        if not re.fullmatch(r"[a-z0-9][a-z0-9_-]{0,62}", name):
+            raise ConfigError(
+                f"{where}.name: {name!r} must be lower-case letters, digits, '-' or '_' "
+                "(it is used in topic names and webhook paths)"
+            )
+        if name in seen:
+            raise ConfigError(
+                f"{where}.name: {name!r} is used by two instances; names must be unique"
+            )
+        seen.add(name)
+        if not inst.base_url.startswith(("http://", "https://")):
+            raise ConfigError(
+                f"{where}.base_url: {inst.base_url!r} must start with http:// or https://"
+            )
+        spec = VENDORS[inst.vendor]
+        problem = spec.check_instance(inst)
+        if problem is not None:
+            key, text = problem
+            raise ConfigError(f"{where}.{key}: {text}")
+
+
+def load_config(path: str | Path, *, env: dict[str, str] | None = None) -> Config:
+    """Read and decode a YAML configuration file."""
+    file_path = Path(path)
+    try:
+        text = file_path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read configuration file {file_path}: {exc.strerror}") from None
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{file_path} is not valid YAML: {exc}") from None
+    return parse_config(raw, env=env, base_dir=file_path.parent)

@@ -1,0 +1,59 @@
+"""Classifying vendor answers: an error table, not if/else (retriable vs permanent)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import Enum
+
+
+class Action(Enum):
+    """What to do with a vendor answer."""
+
+    SUCCESS = "success"
+    RETRY = "retry"
+    FAIL = "fail"
+
+
+@dataclass(frozen=True)
+class Rule:
+    """How one status (or class of statuses) is handled, and what to tell the operator."""
+
+    action: Action
+    reason: str = ""
+    # Logged at error level once, e.g. invalid credentials: nobody should wait for retries.
+    alert: bool = False
+
+
+DEFAULT_RULES: Mapping[int | str, Rule] = {
+    "2xx": Rule(Action.SUCCESS),
+    401: Rule(
+        Action.FAIL, "credentials rejected by the vendor: check the instance's API key", True
+    ),
+    403: Rule(Action.FAIL, "forbidden: the vendor user lacks permission for this call", True),
+    404: Rule(Action.FAIL, "not found at the vendor"),
+    408: Rule(Action.RETRY, "vendor timed out"),
+    409: Rule(Action.FAIL, "conflict at the vendor"),
+    422: Rule(Action.FAIL, "validation failed at the vendor"),
+    425: Rule(Action.RETRY, "too early"),
+    429: Rule(Action.RETRY, "rate limited by the vendor"),
+    "4xx": Rule(Action.FAIL, "request refused by the vendor"),
+    "5xx": Rule(Action.RETRY, "vendor server error"),
+}
+
+
+@dataclass(frozen=True)
+class ErrorTable:
+    """Maps HTTP statuses to rules; a vendor overrides single entries."""
+
+    overrides: Mapping[int | str, Rule] = field(default_factory=dict)
+
+    def rule(self, status: int) -> Rule:
+        """The rule for a status: exact match first, then its class, then fail."""
+        for table in (self.overrides, DEFAULT_RULES):
+            if status in table:
+                return table[status]
+            klass = f"{status // 100}xx"
+            if klass in table:
+                return table[klass]
+        return Rule(Action.FAIL, f"unexpected HTTP status {status}")

@@ -1,0 +1,80 @@
+"""A running connector instance: its config, vendor declarations, topics and API client."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from cloudevents.core.v1.event import CloudEvent
+
+from adapters.config import InstanceConfig
+from adapters.core.cloudevents_codec import Headers, make_event, to_kafka
+from adapters.core.kafka import Topics
+from adapters.core.ratelimit import Limiter, SlidingWindowLimiter, Unlimited
+from adapters.core.vendor import EventDraft, VendorSpec
+from adapters.core.vendor_http import VendorClient
+
+SCHEMA_BASE = "https://workbridge.dev/schemas"
+
+
+@dataclass
+class Instance:
+    """Everything the roles need about one instance, built once at start-up."""
+
+    cfg: InstanceConfig
+    spec: VendorSpec
+    topics: Topics
+    client: VendorClient
+
+    @property
+    def name(self) -> str:
+        """The instance name used in topics, paths, keys and metrics."""
+        return self.cfg.instance_name
+
+    @property
+    def source(self) -> str:
+        """The default CloudEvents `source`: vendor and account."""
+        return f"/{self.spec.id}/{self.name}"
+
+    def partition_key(self, subject: str) -> str:
+        """Kafka key = CloudEvents partitionkey = `<name>/<subject>` (CONTRACT.md)."""
+        return f"{self.name}/{subject}"
+
+    def event(self, draft: EventDraft) -> CloudEvent:
+        """Turn a vendor's draft into the CloudEvent that goes on the events topic."""
+        return make_event(
+            id=draft.id,
+            source=draft.source or self.source,
+            type=draft.type,
+            subject=draft.subject,
+            partitionkey=self.partition_key(draft.subject),
+            data=draft.data,
+            time=draft.time,
+            dataschema=f"{SCHEMA_BASE}/events/{draft.type}.json",
+            extensions=draft.extensions,
+        )
+
+    def encode(self, event: CloudEvent) -> tuple[bytes | None, bytes, Headers]:
+        """Kafka key, value and headers in the instance's content mode."""
+        return to_kafka(event, self.cfg.content_mode)
+
+
+def build_limiter(inst: InstanceConfig, spec: VendorSpec) -> Limiter:
+    """The instance's share of its vendor budget (configured, else documented, else none)."""
+    if inst.rate_limit is not None:
+        per_replica = max(1, inst.rate_limit.requests // max(1, inst.rate_limit.replicas))
+        return SlidingWindowLimiter(per_replica, inst.rate_limit.per_seconds)
+    if spec.rate_limit is not None:
+        return SlidingWindowLimiter(spec.rate_limit.requests, spec.rate_limit.per_seconds)
+    return Unlimited()
+
+
+def build_instance(inst: InstanceConfig, spec: VendorSpec, prefix: str) -> Instance:
+    """Wire one configured instance to its vendor declarations."""
+    client = VendorClient(
+        base_url=inst.base_url,
+        auth_headers=spec.auth_headers(inst),
+        limiter=build_limiter(inst, spec),
+        timeout_s=inst.http_timeout_s,
+        user_agent=spec.user_agent(inst),
+    )
+    return Instance(cfg=inst, spec=spec, topics=Topics(prefix, inst.instance_name), client=client)

@@ -1,0 +1,56 @@
+"""Declaring a REST command in one line: path fields, header fields, the rest is the body."""
+
+from __future__ import annotations
+
+import string
+from collections.abc import Mapping
+
+import msgspec
+
+from adapters.core.vendor import CommandKind, CommandSpec, Lookup, Prepare, PreparedCall
+
+
+def rest_command(
+    type: str,
+    model: type[msgspec.Struct],
+    method: str,
+    path: str,
+    *,
+    kind: CommandKind,
+    header_fields: Mapping[str, str] | None = None,
+    wrap: str | None = None,
+    prepare: Prepare | None = None,
+    lookup: Lookup | None = None,
+    path_not_documented: bool = False,
+    description: str = "",
+) -> CommandSpec:
+    """A command whose `{field}`s in `path` and `header_fields` are taken out of the body.
+
+    `wrap` nests the body under one key (`{"work_order": {...}}`) for vendors that want it.
+    Fields left at their default (None) are not sent, so an update sends only what it sets.
+    """
+    path_fields = {name for _, name, _, _ in string.Formatter().parse(path) if name}
+    headers_map = dict(header_fields or {})
+
+    def build(data: msgspec.Struct) -> PreparedCall:
+        body = msgspec.to_builtins(data)
+        assert isinstance(body, dict)
+        values = {k: body.pop(k) for k in path_fields if k in body}
+        headers = {h: str(body.pop(f)) for f, h in headers_map.items() if body.get(f) is not None}
+        json = None
+        if method not in ("GET", "DELETE"):
+            json = {wrap: body} if wrap else body
+        return PreparedCall(method=method, path=path.format(**values), json=json, headers=headers)
+
+    return CommandSpec(
+        type=type,
+        model=model,
+        method=method,
+        path=path,
+        kind=kind,
+        build=build,
+        prepare=prepare,
+        lookup=lookup,
+        path_not_documented=path_not_documented,
+        description=description,
+    )

@@ -1,0 +1,178 @@
+"""What a vendor package declares. The core runs these declarations and knows no vendor.
+
+A vendor folder exposes one `VendorSpec`: its auth, webhook verifier and event mapping,
+pollable resources, command catalogue, error table, documented rate limit and fake server.
+"""
+
+from __future__ import annotations
+
+import builtins
+
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, Literal, Protocol
+
+import msgspec
+
+from adapters.core.errors import ErrorTable
+from adapters.core.secret import Secret
+
+if TYPE_CHECKING:
+    from adapters.config import InstanceConfig
+    from adapters.core.vendor_http import VendorClient, VendorResponse
+
+
+class EventDraft(msgspec.Struct, frozen=True, kw_only=True):
+    """A vendor change, ready to become a CloudEvent (the core adds source and the key)."""
+
+    type: str
+    subject: str
+    id: str
+    data: bytes
+    time: datetime | None = None
+    source: str | None = None
+    extensions: dict[str, str] = msgspec.field(default_factory=dict)
+
+
+class WebhookRejected(Exception):
+    """Authentication failed: answer 401 and publish nothing. The text is safe to log."""
+
+
+class WebhookUnparseable(Exception):
+    """The request is authentic but its body cannot be turned into events: it goes to the DLQ."""
+
+
+class WebhookRequest(msgspec.Struct, frozen=True):
+    """What the webhook server hands to a vendor: lower-cased headers and the raw body."""
+
+    headers: Mapping[str, str]
+    body: bytes
+    received_at: datetime
+
+
+class WebhookVerifier(Protocol):
+    """Checks a webhook's authenticity; raises `WebhookRejected` when it is not."""
+
+    def __call__(self, request: WebhookRequest, secret: Secret | None) -> None: ...
+
+
+class WebhookMapper(Protocol):
+    """Turns an authentic webhook into event drafts; raises `WebhookUnparseable`."""
+
+    def __call__(self, request: WebhookRequest, instance: str) -> list[EventDraft]: ...
+
+
+@dataclass(frozen=True)
+class WebhookSpec:
+    """A vendor's webhook: how to verify it, how to map it, how long the vendor waits."""
+
+    verify: WebhookVerifier
+    to_events: WebhookMapper
+    # The vendor's answer deadline; the Kafka ack wait is kept below it.
+    deadline_s: float = 10.0
+
+
+@dataclass(frozen=True)
+class PollResource:
+    """A collection that can be listed by change time (a stream, in Singer terms)."""
+
+    name: str
+    path: str
+    event_resource: str
+    primary_key: str = "id"
+    replication_key: str = "updated_at"
+    created_key: str | None = "created_at"
+    since_param: str = "updated_after"
+    params: Mapping[str, str] = field(default_factory=dict)
+
+
+class Page(msgspec.Struct, frozen=True):
+    """One page of a listing: its records, the next request (if any) and the vendor's total."""
+
+    records: list[dict[str, Any]]
+    next_url: str | None
+    total: int | None
+
+
+PageReader = Callable[["VendorResponse"], Page]
+
+
+@dataclass(frozen=True)
+class PollSpec:
+    """How a vendor's listings are paged and how its timestamps read and write."""
+
+    resources: Mapping[str, PollResource]
+    read_page: PageReader
+    parse_time: Callable[[str], datetime]
+    format_since: Callable[[datetime], str]
+    page_size_param: str = "per_page"
+
+
+CommandKind = Literal["create", "update", "delete", "action"]
+
+
+class PreparedCall(msgspec.Struct, frozen=True, kw_only=True):
+    """A vendor request built from a command."""
+
+    method: str
+    path: str
+    json: Any = None
+    headers: dict[str, str] = msgspec.field(default_factory=dict)
+
+
+Prepare = Callable[["VendorClient", msgspec.Struct, PreparedCall], Awaitable[PreparedCall]]
+Lookup = Callable[["VendorClient", msgspec.Struct], Awaitable["VendorResponse | None"]]
+
+
+@dataclass(frozen=True)
+class CommandSpec:
+    """One action of the catalogue: `workbridge.<vendor>.<resource>.<action>`."""
+
+    type: str
+    model: builtins.type[msgspec.Struct]
+    method: str
+    path: str
+    kind: CommandKind
+    build: Callable[[msgspec.Struct], PreparedCall]
+    # Optional step that needs the vendor first (e.g. read current values to merge).
+    prepare: Prepare | None = None
+    # After a crash mid-call: find out whether the vendor acted. None → `ambiguous` for creates.
+    lookup: Lookup | None = None
+    # The document does not give the path: the action is off unless the user sets it.
+    path_not_documented: bool = False
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class RateLimit:
+    """A fixed budget of requests per window."""
+
+    requests: int
+    per_seconds: float
+
+
+@dataclass(frozen=True)
+class VendorSpec:
+    """Everything the core needs to run one vendor."""
+
+    id: str
+    auth_headers: Callable[[InstanceConfig], dict[str, str]]
+    errors: ErrorTable
+    rate_limit: RateLimit | None = None
+    webhook: WebhookSpec | None = None
+    poll: PollSpec | None = None
+    commands: Mapping[str, CommandSpec] = field(default_factory=dict)
+    # Return (key, problem) when an instance's settings cannot work for this vendor.
+    check_instance: Callable[[InstanceConfig], tuple[str, str] | None] = lambda _i: None
+    user_agent: Callable[[InstanceConfig], str] = lambda _i: "workbridge/0.1"
+    # Data schemas of the vendor's event types, for schemas/ (type -> model).
+    event_models: Mapping[str, type[msgspec.Struct]] = field(default_factory=dict)
+
+
+class Transient(Exception):
+    """A vendor-side step failed in a way worth retrying (429, 5xx, no answer)."""
+
+    def __init__(self, message: str, response: VendorResponse | None = None) -> None:
+        super().__init__(message)
+        self.response = response

@@ -1,0 +1,129 @@
+"""The HTTP side: `POST /webhooks/<name>`, `/healthz`, `/readyz`, `/metrics`.
+
+A webhook is answered 2xx only once Kafka acknowledged (acks=all) every event it produced;
+if that does not happen within the vendor's deadline the answer is 503 and the vendor
+retries. Stable event ids make those retries harmless for consumers.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+from aiohttp import web
+
+from adapters.core.dlq import webhook_dlq_headers
+from adapters.core.instance import Instance
+from adapters.core.metrics import Metrics
+from adapters.core.publisher import NotAcknowledged, Overloaded, Publisher
+from adapters.core.vendor import WebhookRejected, WebhookRequest, WebhookUnparseable
+
+log = logging.getLogger(__name__)
+
+# Answer this much before the vendor's own deadline, so a 503 reaches it in time.
+DEADLINE_MARGIN_S = 1.5
+
+
+class WebhookServer:
+    """Holds the routes; `app` is an aiohttp application for `web.AppRunner`."""
+
+    def __init__(
+        self,
+        *,
+        instances: dict[str, Instance],
+        publisher: Publisher | None,
+        metrics: Metrics,
+        max_body_bytes: int,
+        send_timeout_s: float,
+        ready: Callable[[], bool],
+    ) -> None:
+        self.instances = instances
+        self.publisher = publisher
+        self.metrics = metrics
+        self.send_timeout_s = send_timeout_s
+        self.ready = ready
+        self.draining = False
+        self.app = web.Application(client_max_size=max_body_bytes)
+        self.app.router.add_post("/webhooks/{name}", self.webhook)
+        self.app.router.add_get("/healthz", self.healthz)
+        self.app.router.add_get("/readyz", self.readyz)
+        self.app.router.add_get("/metrics", self.metrics_page)
+
+    async def healthz(self, _request: web.Request) -> web.Response:
+        """Alive: the event loop answers."""
+        return web.json_response({"status": "ok"})
+
+    async def readyz(self, _request: web.Request) -> web.Response:
+        """Ready: connected to Kafka and not draining."""
+        if self.draining:
+            return web.json_response({"status": "draining"}, status=503)
+        if not self.ready():
+            return web.json_response({"status": "kafka unavailable"}, status=503)
+        return web.json_response({"status": "ready"})
+
+    async def metrics_page(self, _request: web.Request) -> web.Response:
+        """Prometheus text format."""
+        return web.Response(body=self.metrics.render(), content_type="text/plain")
+
+    async def webhook(self, request: web.Request) -> web.Response:
+        """Verify, map, publish, then answer."""
+        started = time.perf_counter()
+        name = request.match_info["name"]
+        inst = self.instances.get(name)
+        if inst is None or inst.spec.webhook is None or not inst.cfg.webhooks.enabled:
+            return _answer(404, "no webhook endpoint for this instance")
+        outcome, response = await self._handle(request, inst)
+        self.metrics.webhooks.labels(name, outcome).inc()
+        self.metrics.webhook_latency.labels(name).observe(time.perf_counter() - started)
+        return response
+
+    async def _handle(self, request: web.Request, inst: Instance) -> tuple[str, web.Response]:
+        spec = inst.spec.webhook
+        assert spec is not None
+        if self.draining or self.publisher is None:
+            return "draining", _answer(503, "shutting down; retry", retry_after=5)
+        try:
+            body = await request.read()
+        except web.HTTPRequestEntityTooLarge:
+            return "too_large", _answer(413, "body exceeds server.max_body_bytes")
+        wreq = WebhookRequest(
+            {k.lower(): v for k, v in request.headers.items()}, body, datetime.now(UTC)
+        )
+        try:
+            spec.verify(wreq, inst.cfg.webhook_secret)
+        except WebhookRejected as exc:
+            log.warning("webhook for %s refused: %s", inst.name, exc)
+            return "unauthorized", _answer(401, "signature or credentials rejected")
+        timeout = max(0.5, min(self.send_timeout_s, spec.deadline_s - DEADLINE_MARGIN_S))
+        try:
+            drafts = spec.to_events(wreq, inst.name)
+        except WebhookUnparseable as exc:
+            headers = webhook_dlq_headers(wreq.headers, instance=inst.name, error=str(exc))
+            record = (inst.topics.dlq, None, body, headers)
+            try:
+                await self.publisher.publish([record], timeout_s=timeout)
+            except (NotAcknowledged, Overloaded):
+                return "kafka_unavailable", _answer(503, "Kafka unavailable; retry", retry_after=5)
+            self.metrics.dlq.labels(inst.name, "unparseable_webhook").inc()
+            log.warning("webhook for %s sent to the DLQ: %s", inst.name, exc)
+            return "dlq", _answer(202, "accepted into the dead-letter topic")
+        records = []
+        for draft in drafts:
+            key, value, headers = inst.encode(inst.event(draft))
+            records.append((inst.topics.events, key, value, headers))
+        try:
+            await self.publisher.publish(records, timeout_s=timeout)
+        except Overloaded:
+            return "overloaded", _answer(503, "too many webhooks in flight; retry", retry_after=1)
+        except NotAcknowledged as exc:
+            log.error("webhook for %s not published: %s", inst.name, exc)
+            return "kafka_unavailable", _answer(503, "Kafka unavailable; retry", retry_after=5)
+        self.metrics.events.labels(inst.name, "webhook").inc(len(records))
+        return "published", _answer(200, "published")
+
+
+def _answer(status: int, message: str, *, retry_after: int | None = None) -> web.Response:
+    headers = {"Retry-After": str(retry_after)} if retry_after is not None else None
+    return web.json_response({"message": message}, status=status, headers=headers)
