@@ -1,0 +1,48 @@
+"""MOCO (projects and time tracking): webhooks, polling and commands."""
+
+from __future__ import annotations
+
+from adapters.config import InstanceConfig
+from adapters.core.errors import ErrorTable
+from adapters.core.vendor import RateLimit, VendorSpec, WebhookSpec
+from adapters.moco import webhooks
+from adapters.moco.commands import COMMANDS
+from adapters.moco.resources import POLL
+
+
+def auth_headers(inst: InstanceConfig) -> dict[str, str]:
+    """`Authorization: Token token=KEY` (the document's only scheme)."""
+    assert inst.api_key is not None
+    return {"Authorization": f"Token token={inst.api_key.reveal()}"}
+
+
+def check_instance(inst: InstanceConfig) -> tuple[str, str] | None:
+    """MOCO needs an API key, and signs every webhook, so a secret is required for them."""
+    if inst.api_key is None or not inst.api_key.reveal():
+        return "api_key", "MOCO needs the user's API key (api_key or api_key_file)"
+    if inst.webhooks.enabled and inst.webhook_secret is None:
+        return (
+            "webhook_secret",
+            "MOCO signs webhooks: set webhook_secret (or webhook_secret_file) to the key shown "
+            "in MOCO's web hook overview, or set webhooks.enabled: false",
+        )
+    unknown = [r for r in inst.polling.resources if r not in POLL.resources]
+    if unknown:
+        return (
+            "polling.resources",
+            f"unknown MOCO resources {unknown}; known: {sorted(POLL.resources)}",
+        )
+    return None
+
+
+SPEC = VendorSpec(
+    id="moco",
+    auth_headers=auth_headers,
+    errors=ErrorTable(),
+    rate_limit=RateLimit(requests=15, per_seconds=15.0),
+    webhook=WebhookSpec(verify=webhooks.verify, to_events=webhooks.to_events, deadline_s=10.0),
+    poll=POLL,
+    commands=COMMANDS,
+    check_instance=check_instance,
+    user_agent=lambda inst: f"workbridge/0.1 (moco; {inst.instance_name})",
+)

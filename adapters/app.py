@@ -1,0 +1,162 @@
+"""The bridge process: wires configuration, Kafka, the HTTP server and the roles together."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import time
+from collections.abc import Callable
+
+from aiohttp import web
+from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaError
+
+from adapters.config import Config
+from adapters.core.command_worker import CommandWorker
+from adapters.core.instance import Instance, build_instance
+from adapters.core.kafka import ensure_topics, event_producer
+from adapters.core.metrics import Metrics
+from adapters.core.poller import PollRunner
+from adapters.core.publisher import Publisher
+from adapters.core.webhook_server import WebhookServer
+from adapters.registry import VENDORS
+
+log = logging.getLogger(__name__)
+
+
+class Bridge:
+    """One Workbridge process running the roles its configuration switches on."""
+
+    def __init__(self, config: Config, *, startup_timeout_s: float = 120.0) -> None:
+        self.config = config
+        self.metrics = Metrics()
+        self.startup_timeout_s = startup_timeout_s
+        prefix = config.kafka.topic_prefix
+        self.instances: dict[str, Instance] = {
+            inst.instance_name: build_instance(inst, VENDORS[inst.vendor], prefix)
+            for inst in config.instances
+        }
+        self.producer: AIOKafkaProducer | None = None
+        self.publisher: Publisher | None = None
+        self.server: WebhookServer | None = None
+        self.pollers: list[PollRunner] = []
+        self.workers: list[CommandWorker] = []
+        self._runner: web.AppRunner | None = None
+        self._site: web.TCPSite | None = None
+        self._kafka_ok = False
+        self._health_task: asyncio.Task[None] | None = None
+        self.port: int = config.server.port
+
+    async def start(self, *, on_progress: Callable[[str], None] | None = None) -> None:
+        """Create topics, connect, then start the HTTP server, pollers and workers."""
+        say = on_progress or log.info
+        roles = self.config.roles
+        # Health endpoints answer from the first moment, so Kubernetes sees a live process.
+        await self._start_http()
+        await self._wait_for_kafka(say)
+        if roles.webhooks:
+            self.producer = event_producer(
+                self.config.kafka, client_id=f"{self.config.kafka.client_id}-webhooks"
+            )
+            await self.producer.start()
+            self.publisher = Publisher(self.producer, max_in_flight=self.config.server.max_in_flight)
+            assert self.server is not None
+            self.server.publisher = self.publisher
+        self._kafka_ok = True
+        self._health_task = asyncio.create_task(self._watch_kafka())
+        for inst in self.instances.values():
+            if roles.pollers and inst.cfg.polling.enabled and inst.spec.poll is not None:
+                runner = PollRunner(inst, self.config.kafka, self.metrics)
+                await runner.start()
+                self.pollers.append(runner)
+            if roles.commands and inst.cfg.commands.enabled and inst.spec.commands:
+                worker = CommandWorker(
+                    inst, self.config.kafka, self.metrics, grace_s=self.config.server.shutdown_grace_s
+                )
+                await worker.start()
+                self.workers.append(worker)
+        say(
+            f"workbridge ready on port {self.port}: {len(self.instances)} instance(s), "
+            f"{len(self.pollers)} poller(s), {len(self.workers)} command worker(s)"
+        )
+
+    async def _start_http(self) -> None:
+        self.server = WebhookServer(
+            instances=self.instances,
+            publisher=None,
+            metrics=self.metrics,
+            max_body_bytes=self.config.server.max_body_bytes,
+            send_timeout_s=self.config.kafka.send_timeout_s,
+            ready=lambda: self._kafka_ok,
+        )
+        self._runner = web.AppRunner(self.server.app, access_log=None, handle_signals=False)
+        await self._runner.setup()
+        self._site = web.TCPSite(self._runner, self.config.server.host, self.config.server.port)
+        await self._site.start()
+        server = self._site._server
+        if server is not None and getattr(server, "sockets", None):
+            self.port = server.sockets[0].getsockname()[1]
+
+    async def _wait_for_kafka(self, say: Callable[[str], None]) -> None:
+        deadline = time.monotonic() + self.startup_timeout_s
+        topics = [inst.topics for inst in self.instances.values()]
+        while True:
+            try:
+                await ensure_topics(self.config.kafka, topics)
+                return
+            except (KafkaError, OSError) as exc:
+                if time.monotonic() > deadline:
+                    raise RuntimeError(
+                        f"Kafka at {self.config.kafka.bootstrap_servers} not reachable for "
+                        f"{self.startup_timeout_s:.0f}s ({exc}); check kafka.bootstrap_servers, "
+                        "TLS and SASL settings"
+                    ) from None
+                say(f"waiting for Kafka at {self.config.kafka.bootstrap_servers}: {exc}")
+                await asyncio.sleep(2)
+
+    async def _watch_kafka(self) -> None:
+        # Readiness follows whether the brokers answer metadata requests.
+        while True:
+            await asyncio.sleep(5)
+            if self.producer is None:
+                continue
+            try:
+                ok = await asyncio.wait_for(self.producer.client.fetch_all_metadata(), 4)
+                self._kafka_ok = bool(ok.brokers())
+            except (KafkaError, TimeoutError, OSError):
+                self._kafka_ok = False
+
+    async def stop(self) -> None:
+        """Drain: refuse new webhooks, finish in-flight work, commit, disconnect."""
+        if self.server is not None:
+            self.server.draining = True
+        if self._health_task is not None:
+            self._health_task.cancel()
+        if self.publisher is not None:
+            deadline = time.monotonic() + self.config.server.shutdown_grace_s
+            while self.publisher.in_flight and time.monotonic() < deadline:
+                await asyncio.sleep(0.05)
+        for worker in self.workers:
+            await worker.stop()
+        for poller in self.pollers:
+            await poller.stop()
+        if self.producer is not None:
+            await self.producer.stop()
+        if self._runner is not None:
+            await self._runner.cleanup()
+        for inst in self.instances.values():
+            await inst.client.close()
+
+    async def run_until_signal(self) -> None:
+        """Run until SIGTERM or SIGINT, then drain and stop."""
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            with contextlib.suppress(NotImplementedError):
+                loop.add_signal_handler(sig, stop.set)
+        await self.start()
+        await stop.wait()
+        log.info("signal received: draining")
+        await self.stop()

@@ -1,0 +1,55 @@
+"""MOCO listings: `updated_after`, `X-Page`/`X-Total` headers and `Link rel="next"`."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from adapters.core.pagination import link_url
+from adapters.core.vendor import Page, PollResource, PollSpec
+from adapters.core.vendor_http import VendorResponse
+from adapters.moco.undocumented import RESOURCE_PATHS
+
+_SINGULAR = {
+    "projects": "project",
+    "offers": "offer",
+    "companies": "company",
+    "activities": "activity",
+    "users": "user",
+    "deals": "deal",
+    "invoices": "invoice",
+}
+
+
+def read_page(response: VendorResponse) -> Page:
+    """Records from the JSON array; next page from the Link header (none on the last page)."""
+    records = response.json()
+    if not isinstance(records, list):
+        raise ValueError("MOCO listing is not a JSON array")
+    total = response.headers.get("x-total")
+    return Page(
+        records=records,
+        next_url=link_url(response.headers.get("link"), "next"),
+        total=int(total) if total and total.isdigit() else None,
+    )
+
+
+def parse_time(value: str) -> datetime:
+    """MOCO timestamps: ISO 8601 in UTC."""
+    parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def format_since(value: datetime) -> str:
+    """`updated_after` value: ISO 8601 in UTC."""
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+POLL = PollSpec(
+    resources={
+        name: PollResource(name=name, path=path, event_resource=_SINGULAR[name])
+        for name, path in RESOURCE_PATHS.items()
+    },
+    read_page=read_page,
+    parse_time=parse_time,
+    format_since=format_since,
+)

@@ -1,0 +1,82 @@
+"""MOCO webhooks: hex HMAC-SHA256 of the raw body in `X-Moco-Signature`."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+from datetime import UTC, datetime
+
+import msgspec
+
+from adapters.core.cloudevents_codec import stable_id
+from adapters.core.secret import Secret
+from adapters.core.vendor import EventDraft, WebhookRejected, WebhookRequest, WebhookUnparseable
+from adapters.moco.undocumented import TARGET_RESOURCES
+
+
+def signature(secret: str, body: bytes) -> str:
+    """What MOCO puts in `X-Moco-Signature` for `body`."""
+    return hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+
+
+def verify(request: WebhookRequest, secret: Secret | None) -> None:
+    """Accept only a body signed with the instance's webhook key (constant-time compare)."""
+    given = request.headers.get("x-moco-signature", "")
+    if secret is None:
+        raise WebhookRejected("no webhook_secret configured for this MOCO instance")
+    if not given:
+        raise WebhookRejected("X-Moco-Signature missing")
+    expected = signature(secret.reveal(), request.body)
+    if not hmac.compare_digest(expected.encode(), given.strip().lower().encode()):
+        raise WebhookRejected("X-Moco-Signature does not match the body")
+
+
+def snake(name: str) -> str:
+    """`PurchaseDraft` → `purchase_draft`."""
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", name.strip()).lower().replace(" ", "_")
+
+
+def past_tense(verb: str) -> str:
+    """MOCO's event verbs (create, update, delete, archive, ...) as past tense."""
+    verb = snake(verb)
+    if verb.endswith("e"):
+        return f"{verb}d"
+    return f"{verb}ed"
+
+
+def to_events(request: WebhookRequest, instance: str) -> list[EventDraft]:
+    """One event per webhook; the type comes from X-Moco-Target and X-Moco-Event."""
+    target = request.headers.get("x-moco-target", "").strip()
+    action = request.headers.get("x-moco-event", "").strip()
+    if not target or not action:
+        raise WebhookUnparseable("X-Moco-Target or X-Moco-Event missing")
+    try:
+        payload = msgspec.json.decode(request.body)
+    except msgspec.DecodeError as exc:
+        raise WebhookUnparseable(f"body is not JSON: {exc}") from None
+    if not isinstance(payload, dict) or "id" not in payload:
+        raise WebhookUnparseable("body is not a MOCO record with an id")
+    resource = TARGET_RESOURCES.get(target, snake(target))
+    stamp = request.headers.get("x-moco-timestamp", "")
+    when = None
+    if stamp.isdigit():
+        when = datetime.fromtimestamp(int(stamp) / 1000, tz=UTC)
+    extensions = {}
+    user = request.headers.get("x-moco-user-id")
+    if user:
+        # Lets consumers tell the echo of Workbridge's own commands (its API user) apart.
+        extensions["vendoruserid"] = user
+    return [
+        EventDraft(
+            type=f"workbridge.moco.{resource}.{past_tense(action)}",
+            subject=f"{resource}/{payload['id']}",
+            # A redelivery carries the same target, event, timestamp and body: the same id.
+            id=stable_id(
+                instance, "webhook", target, action, stamp, hashlib.sha256(request.body).digest()
+            ),
+            time=when,
+            data=request.body,
+            extensions=extensions,
+        )
+    ]
