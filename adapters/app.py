@@ -61,7 +61,9 @@ class Bridge:
                 self.config.kafka, client_id=f"{self.config.kafka.client_id}-webhooks"
             )
             await self.producer.start()
-            self.publisher = Publisher(self.producer, max_in_flight=self.config.server.max_in_flight)
+            self.publisher = Publisher(
+                self.producer, max_in_flight=self.config.server.max_in_flight
+            )
             assert self.server is not None
             self.server.publisher = self.publisher
         self._kafka_ok = True
@@ -73,7 +75,10 @@ class Bridge:
                 self.pollers.append(runner)
             if roles.commands and inst.cfg.commands.enabled and inst.spec.commands:
                 worker = CommandWorker(
-                    inst, self.config.kafka, self.metrics, grace_s=self.config.server.shutdown_grace_s
+                    inst,
+                    self.config.kafka,
+                    self.metrics,
+                    grace_s=self.config.server.shutdown_grace_s,
                 )
                 await worker.start()
                 self.workers.append(worker)
@@ -95,9 +100,9 @@ class Bridge:
         await self._runner.setup()
         self._site = web.TCPSite(self._runner, self.config.server.host, self.config.server.port)
         await self._site.start()
-        server = self._site._server
-        if server is not None and getattr(server, "sockets", None):
-            self.port = server.sockets[0].getsockname()[1]
+        addresses = self._runner.addresses
+        if addresses:
+            self.port = int(addresses[0][1])
 
     async def _wait_for_kafka(self, say: Callable[[str], None]) -> None:
         deadline = time.monotonic() + self.startup_timeout_s
@@ -135,9 +140,7 @@ class Bridge:
         if self._health_task is not None:
             self._health_task.cancel()
         if self.publisher is not None:
-            deadline = time.monotonic() + self.config.server.shutdown_grace_s
-            while self.publisher.in_flight and time.monotonic() < deadline:
-                await asyncio.sleep(0.05)
+            await self.publisher.drained(self.config.server.shutdown_grace_s)
         for worker in self.workers:
             await worker.stop()
         for poller in self.pollers:

@@ -28,6 +28,8 @@ class Publisher:
         self.producer = producer
         self._max = max_in_flight
         self.in_flight = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
 
     async def publish(
         self,
@@ -40,6 +42,7 @@ class Publisher:
             raise Overloaded(f"{self.in_flight} sends await Kafka")
         count = len(records)
         self.in_flight += count
+        self._idle.clear()
         # Shielded: a client that hangs up must not cancel a send half-way; the record may
         # still land, and its stable id lets consumers drop the vendor's retry. The slot is
         # freed only when the send really ends, so a dead broker cannot grow memory unbounded.
@@ -50,8 +53,18 @@ class Publisher:
         except TimeoutError:
             raise NotAcknowledged(f"no ack from Kafka within {timeout_s:.1f}s") from None
 
+    async def drained(self, timeout_s: float) -> bool:
+        """Wait until no send awaits an ack (shutdown); False if some still did at the timeout."""
+        try:
+            await asyncio.wait_for(self._idle.wait(), timeout_s)
+        except TimeoutError:
+            return False
+        return True
+
     def _release(self, task: asyncio.Future[None], count: int) -> None:
         self.in_flight -= count
+        if self.in_flight == 0:
+            self._idle.set()
         if not task.cancelled():
             task.exception()  # a late failure after our timeout is expected; don't warn
 

@@ -7,7 +7,6 @@ pollable resources, command catalogue, error table, documented rate limit and fa
 from __future__ import annotations
 
 import builtins
-
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime

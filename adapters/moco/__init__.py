@@ -7,7 +7,7 @@ from adapters.core.errors import ErrorTable
 from adapters.core.vendor import RateLimit, VendorSpec, WebhookSpec
 from adapters.moco import webhooks
 from adapters.moco.commands import COMMANDS
-from adapters.moco.resources import POLL
+from adapters.moco.resources import POLL, event_models
 
 
 def auth_headers(inst: InstanceConfig) -> dict[str, str]:
@@ -44,5 +44,6 @@ SPEC = VendorSpec(
     poll=POLL,
     commands=COMMANDS,
     check_instance=check_instance,
+    event_models=event_models(),
     user_agent=lambda inst: f"workbridge/0.1 (moco; {inst.instance_name})",
 )

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+import msgspec
+
 from adapters.core.pagination import link_url
 from adapters.core.vendor import Page, PollResource, PollSpec
 from adapters.core.vendor_http import VendorResponse
@@ -53,3 +55,22 @@ POLL = PollSpec(
     parse_time=parse_time,
     format_since=format_since,
 )
+
+
+class MocoRecord(msgspec.Struct, kw_only=True):
+    """A MOCO record as the API returns it; fields beyond these are kept as they are."""
+
+    id: int
+    created_at: str | None = None
+    updated_at: str | None = None
+    custom_properties: dict[str, str | list[str]] | None = None
+
+
+def event_models() -> dict[str, type[msgspec.Struct]]:
+    """Known event types (polled and webhook verbs) and their data model."""
+    verbs = ("created", "updated", "deleted", "archived")
+    return {
+        f"workbridge.moco.{singular}.{verb}": MocoRecord
+        for singular in sorted(set(_SINGULAR.values()))
+        for verb in verbs
+    }

@@ -1,0 +1,199 @@
+"""`workbridge`: run the bridge, check a config, run a local stack, send commands, watch topics."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+import uuid
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from adapters.config import ConfigError, load_config
+
+EXIT_CONFIG = 2
+
+
+def _setup_logging(level: str) -> None:
+    logging.basicConfig(
+        level=getattr(logging, level),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    # aiokafka logs every reconnect attempt at ERROR while a broker is down; ours say more.
+    logging.getLogger("aiokafka").setLevel(max(logging.WARNING, getattr(logging, level)))
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    """Run the bridge until SIGTERM."""
+    from adapters.app import Bridge
+
+    config = load_config(args.config)
+    _setup_logging(config.log_level)
+    asyncio.run(Bridge(config).run_until_signal())
+    return 0
+
+
+def cmd_check_config(args: argparse.Namespace) -> int:
+    """Decode a configuration file and report what it would run."""
+    config = load_config(args.config)
+    for inst in config.instances:
+        roles = [
+            role
+            for role, on in (
+                ("webhooks", inst.webhooks.enabled),
+                ("polling", inst.polling.enabled),
+                ("commands", inst.commands.enabled),
+            )
+            if on
+        ]
+        print(f"{inst.instance_name}: vendor {inst.vendor}, {', '.join(roles) or 'nothing on'}")
+    print(f"configuration OK: {len(config.instances)} instance(s)")
+    return 0
+
+
+def cmd_kafka_local(args: argparse.Namespace) -> int:
+    """Start a single-node Kafka broker on this machine."""
+    from adapters.localkafka.launcher import main as kafka_main
+
+    argv = ["--port", str(args.port)] if args.port else []
+    return kafka_main(argv)
+
+
+def cmd_schemas(args: argparse.Namespace) -> int:
+    """Write schemas/ from the code, or check that the checked-in files match."""
+    from adapters.schemas_gen import diff, write
+
+    root = Path(args.dir)
+    if args.check:
+        problems = diff(root)
+        for problem in problems:
+            print(problem, file=sys.stderr)
+        if problems:
+            print("schemas/ is out of date: run `workbridge schemas` and commit", file=sys.stderr)
+            return 1
+        print("schemas/ matches the code")
+        return 0
+    written = write(root)
+    print(f"wrote {len(written)} schema files to {root}")
+    return 0
+
+
+def cmd_send(args: argparse.Namespace) -> int:
+    """Publish one command and (by default) wait for its result."""
+    from adapters.devtools import send_command
+
+    config = load_config(args.config)
+    try:
+        data: Any = msgspec.json.decode(args.data)
+    except msgspec.DecodeError as exc:
+        print(f"--data is not JSON: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    result = asyncio.run(
+        send_command(
+            config,
+            instance=args.instance,
+            type=args.type,
+            data=data,
+            subject=args.subject,
+            command_id=args.id or str(uuid.uuid4()),
+            idempotency_key=args.idempotency_key,
+            wait_s=0 if args.no_wait else args.timeout,
+        )
+    )
+    if result is None:
+        return 0 if args.no_wait else 1
+    print(msgspec.json.format(msgspec.json.encode(result), indent=2).decode())
+    return 0
+
+
+def cmd_tail(args: argparse.Namespace) -> int:
+    """Print the events, results or DLQ records of an instance as they arrive."""
+    from adapters.devtools import tail
+
+    config = load_config(args.config)
+    asyncio.run(
+        tail(config, instance=args.instance, kinds=args.topic, from_beginning=args.from_beginning)
+    )
+    return 0
+
+
+def cmd_dev(args: argparse.Namespace) -> int:
+    """Local broker + fake vendors + bridge, with a live view."""
+    from adapters.devtools import run_dev
+
+    return asyncio.run(run_dev(port=args.port, kafka=args.kafka, seconds=args.seconds))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command line."""
+    parser = argparse.ArgumentParser(prog="workbridge", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("run", help="run the bridge (webhooks, pollers, command workers)")
+    p.add_argument("--config", required=True, help="YAML configuration file")
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("check-config", help="validate a configuration file and exit")
+    p.add_argument("--config", required=True)
+    p.set_defaults(func=cmd_check_config)
+
+    p = sub.add_parser("kafka-local", help="run a single-node Kafka broker (KRaft) on loopback")
+    p.add_argument("--port", type=int, default=0, help="listener port (default: a free one)")
+    p.set_defaults(func=cmd_kafka_local)
+
+    p = sub.add_parser("schemas", help="generate schemas/ from the models")
+    p.add_argument("--dir", default="schemas")
+    p.add_argument("--check", action="store_true", help="fail if schemas/ differs from the code")
+    p.set_defaults(func=cmd_schemas)
+
+    p = sub.add_parser("send", help="publish a command and print its result")
+    p.add_argument("--config", required=True)
+    p.add_argument("--instance", required=True, help="instance name, e.g. moco")
+    p.add_argument("--type", required=True, help="e.g. workbridge.moco.activity.create")
+    p.add_argument("--data", required=True, help="the command's data as JSON")
+    p.add_argument("--subject", help="e.g. project/42 (commands of one subject run in order)")
+    p.add_argument("--id", help="command id (default: a new UUID)")
+    p.add_argument("--idempotency-key", help="default: the command id")
+    p.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for the result")
+    p.add_argument("--no-wait", action="store_true", help="publish and exit")
+    p.set_defaults(func=cmd_send)
+
+    p = sub.add_parser("tail", help="print an instance's events, results and DLQ records live")
+    p.add_argument("--config", required=True)
+    p.add_argument("--instance", required=True)
+    p.add_argument(
+        "--topic",
+        action="append",
+        choices=["events", "results", "dlq"],
+        help="which topics (repeatable; default: all three)",
+    )
+    p.add_argument("--from-beginning", action="store_true")
+    p.set_defaults(func=cmd_tail)
+
+    p = sub.add_parser("dev", help="local Kafka + fake MOCO + bridge, with a live view")
+    p.add_argument("--port", type=int, default=8080, help="bridge HTTP port")
+    p.add_argument("--kafka", help="use this bootstrap server instead of starting a broker")
+    p.add_argument("--seconds", type=float, default=0, help="stop after this long (0: Ctrl-C)")
+    p.set_defaults(func=cmd_dev)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the `workbridge` console script."""
+    args = build_parser().parse_args(argv)
+    try:
+        code: int = args.func(args)
+    except ConfigError as exc:
+        print(f"configuration error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    except KeyboardInterrupt:
+        return 130
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

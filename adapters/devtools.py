@@ -1,0 +1,235 @@
+"""Tools for people at a terminal: send a command, watch topics, run the whole stack locally."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import tempfile
+import time
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import yaml
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from rich.console import Console
+from rich.live import Live
+from rich.table import Table
+
+from adapters.config import Config, parse_config
+from adapters.core.cloudevents_codec import NotACloudEvent, from_record, make_event, to_kafka
+from adapters.core.kafka import Topics, client_kwargs
+
+console = Console(stderr=True)
+
+
+def _topics(config: Config, instance: str) -> Topics:
+    names = {i.instance_name for i in config.instances}
+    if instance not in names:
+        raise SystemExit(f"no instance {instance!r} in the configuration (have: {sorted(names)})")
+    return Topics(config.kafka.topic_prefix, instance)
+
+
+async def send_command(
+    config: Config,
+    *,
+    instance: str,
+    type: str,
+    data: Any,
+    subject: str | None,
+    command_id: str,
+    idempotency_key: str | None,
+    wait_s: float,
+) -> dict[str, Any] | None:
+    """Publish a command CloudEvent; wait up to `wait_s` for its result event's data."""
+    topics = _topics(config, instance)
+    key = subject or idempotency_key or command_id
+    extensions = {"idempotencykey": idempotency_key} if idempotency_key else {}
+    event = make_event(
+        id=command_id,
+        source="/workbridge/cli",
+        type=type,
+        subject=subject,
+        partitionkey=key,
+        data=msgspec.json.encode(data),
+        extensions=extensions,
+    )
+    msg_key, value, headers = to_kafka(event)
+    reader = None
+    if wait_s > 0:
+        reader = await _reader(config, [topics.results], from_beginning=False)
+    producer = AIOKafkaProducer(**client_kwargs(config.kafka), acks="all", enable_idempotence=True)
+    await producer.start()
+    try:
+        await producer.send_and_wait(topics.commands, value=value, key=msg_key, headers=headers)
+    finally:
+        await producer.stop()
+    console.print(f"sent command {command_id} ({type}) to {topics.commands}")
+    if reader is None:
+        return None
+    try:
+        console.print(f"waiting up to {wait_s:.0f}s for its result on {topics.results} ...")
+        deadline = time.monotonic() + wait_s
+        async for _topic, event_ in _records(reader, deadline):
+            attrs = event_.get_attributes()
+            if attrs.get("commandid") == command_id:
+                result = event_.get_data()
+                return result if isinstance(result, dict) else {"data": result}
+        console.print("[red]no result yet[/red]: is a bridge with commands enabled running?")
+        return None
+    finally:
+        await reader.stop()
+
+
+async def _reader(config: Config, topics: list[str], *, from_beginning: bool) -> AIOKafkaConsumer:
+    consumer = AIOKafkaConsumer(
+        **client_kwargs(config.kafka),
+        group_id=None,
+        enable_auto_commit=False,
+        isolation_level="read_committed",
+    )
+    await consumer.start()
+    tps = [TopicPartition(t, p) for t in topics for p in (consumer.partitions_for_topic(t) or {0})]
+    consumer.assign(tps)
+    if from_beginning:
+        await consumer.seek_to_beginning(*tps)
+    else:
+        for tp, offset in (await consumer.end_offsets(tps)).items():
+            consumer.seek(tp, offset)
+    return consumer
+
+
+async def _records(
+    consumer: AIOKafkaConsumer, deadline: float | None
+) -> AsyncIterator[tuple[str, Any]]:
+    while deadline is None or time.monotonic() < deadline:
+        batches = await consumer.getmany(timeout_ms=500)
+        for tp, records in batches.items():
+            for record in records:
+                try:
+                    yield tp.topic, from_record(record.key, record.value, list(record.headers))
+                except NotACloudEvent:
+                    yield tp.topic, None
+
+
+async def tail(
+    config: Config, *, instance: str, kinds: list[str] | None, from_beginning: bool
+) -> None:
+    """Print records of the chosen topics until interrupted."""
+    topics = _topics(config, instance)
+    names = {"events": topics.events, "results": topics.results, "dlq": topics.dlq}
+    chosen = [names[k] for k in (kinds or ["events", "results", "dlq"])]
+    consumer = await _reader(config, chosen, from_beginning=from_beginning)
+    try:
+        async for topic, event in _records(consumer, None):
+            console.print(_line(topic, event))
+    finally:
+        await consumer.stop()
+
+
+def _line(topic: str, event: Any) -> str:
+    if event is None:
+        return f"{topic}: (not a CloudEvent)"
+    attrs = event.get_attributes()
+    data = event.get_data()
+    summary = data.get("status") if isinstance(data, dict) and "status" in data else ""
+    return f"{topic}: {attrs.get('type')} {attrs.get('subject', '')} {summary}".strip()
+
+
+DEV_API_KEY = "dev-api-key"
+DEV_WEBHOOK_SECRET = "1d608b9d72219b90ff2393a1d3ee0ac0"
+
+
+async def run_dev(*, port: int, kafka: str | None, seconds: float) -> int:
+    """Start a broker (unless given one), fake MOCO and the bridge; show events and results."""
+    from adapters.app import Bridge
+    from adapters.localkafka.launcher import LocalKafka
+    from adapters.moco.fake import FakeMoco
+
+    broker = None
+    if kafka is None:
+        console.print("starting a local Kafka broker (first run downloads its jars) ...")
+        broker = LocalKafka()
+        await broker.__aenter__()
+        kafka = broker.bootstrap_servers
+    fake = FakeMoco(api_key=DEV_API_KEY, webhook_secret=DEV_WEBHOOK_SECRET)
+    moco_url = await fake.start()
+    raw = {
+        "kafka": {"bootstrap_servers": kafka, "topics": {"partitions": 3}},
+        "server": {"port": port, "host": "127.0.0.1"},
+        "instances": [
+            {
+                "vendor": "moco",
+                "name": "moco",
+                "base_url": moco_url,
+                "api_key": DEV_API_KEY,
+                "webhook_secret": DEV_WEBHOOK_SECRET,
+                "polling": {
+                    "enabled": True,
+                    "interval_s": 5,
+                    "resources": ["projects", "activities", "companies"],
+                },
+                "commands": {"enabled": True, "deadline_s": 60},
+            }
+        ],
+    }
+    config = parse_config(raw)
+    config_file = Path(tempfile.gettempdir()) / f"workbridge-dev-{os.getpid()}.yaml"
+    config_file.write_text(yaml.safe_dump(raw), encoding="utf-8")
+    bridge = Bridge(config)
+    await bridge.start(on_progress=console.print)
+    for target in ("Activity", "Project", "Customer"):
+        fake.subscribe(target, "*", f"http://127.0.0.1:{bridge.port}/webhooks/moco")
+    fake_root = fake.control_url
+    console.print(f"""
+[bold]workbridge dev[/bold] is running.
+  bridge:      http://127.0.0.1:{bridge.port}  (/healthz /readyz /metrics, POST /webhooks/moco)
+  fake MOCO:   {moco_url}  (API key {DEV_API_KEY})
+  Kafka:       {kafka}
+  config:      {config_file}
+
+Change something "in MOCO" (becomes a webhook and a polled event):
+  curl -X POST {fake_root}/companies -d '{{"name": "Acme", "type": "customer"}}'
+Send a command and wait for its result:
+  workbridge send --config {config_file} --instance moco \\
+    --type workbridge.moco.company.create --subject company/new-1 \\
+    --data '{{"name": "Beispiel AG", "type": "customer", "currency": "CHF"}}'
+""")
+    topics = Topics(config.kafka.topic_prefix, "moco")
+    reader = await _reader(config, [topics.events, topics.results, topics.dlq], from_beginning=True)
+    table = Table("time", "topic", "type", "subject", "status")
+    rows: list[tuple[str, ...]] = []
+    deadline = time.monotonic() + seconds if seconds else None
+    try:
+        with Live(table, console=console, refresh_per_second=4) as live:
+            async for topic, event in _records(reader, deadline):
+                rows.append(_row(topic, event))
+                table = Table("time", "topic", "type", "subject", "status")
+                for row in rows[-25:]:
+                    table.add_row(*row)
+                live.update(table)
+    except (KeyboardInterrupt, asyncio.CancelledError):
+        pass
+    finally:
+        await reader.stop()
+        await bridge.stop()
+        await fake.stop()
+        if broker is not None:
+            await broker.__aexit__(None, None, None)
+        with contextlib.suppress(OSError):
+            config_file.unlink()
+    return 0
+
+
+def _row(topic: str, event: Any) -> tuple[str, ...]:
+    now = datetime.now(UTC).strftime("%H:%M:%S")
+    short = topic.rsplit(".", 1)[-1]
+    if event is None:
+        return (now, short, "(not a CloudEvent)", "", "")
+    attrs = event.get_attributes()
+    data = event.get_data()
+    status = str(data.get("status", "")) if isinstance(data, dict) else ""
+    return (now, short, str(attrs.get("type")), str(attrs.get("subject", "")), status)
