@@ -112,8 +112,11 @@ class PollTask:
         cursor: Cursor,
         partition: int,
         metrics: Metrics,
+        tx_lock: asyncio.Lock,
     ) -> None:
         self.inst, self.res, self.producer, self.cursor = inst, res, producer, cursor
+        # Tasks of one partition share its transactional producer: one transaction at a time.
+        self.tx_lock = tx_lock
         self.partition = partition
         self.metrics = metrics
         cfg = inst.cfg.polling
@@ -128,7 +131,9 @@ class PollTask:
             try:
                 await self.poll_once()
                 self.metrics.polls.labels(self.inst.name, self.res.name, "ok").inc()
-            except PollError as exc:
+            except Exception as exc:  # a bug or vendor surprise must not end polling for good
+                if not isinstance(exc, PollError):
+                    log.exception("poll %s/%s crashed", self.inst.name, self.res.name)
                 self.metrics.polls.labels(self.inst.name, self.res.name, "error").inc()
                 log.error(
                     "poll %s/%s failed: %s (next try in %.0fs)",
@@ -160,7 +165,7 @@ class PollTask:
         self, chunk: list[tuple[datetime, str, dict[str, Any]]], cursor: Cursor
     ) -> None:
         topics = self.inst.topics
-        async with self.producer.transaction():
+        async with self.tx_lock, self.producer.transaction():
             for ts, rid, record in chunk:
                 key, value, headers = self.inst.encode(
                     self.inst.event(poll_draft(self.inst, self.res, ts, rid, record))
@@ -276,12 +281,19 @@ class PollRunner:
             )
             await producer.start()  # init_transactions: aborts what a previous owner left open
             cursors = await self._restore(p)
+            tx_lock = asyncio.Lock()
             tasks = []
             for res in self.resources:
                 if owner_partition(res.name, self._partition_count()) != p:
                     continue
                 task = PollTask(
-                    self.inst, res, producer, cursors.get(res.name, Cursor()), p, self.metrics
+                    self.inst,
+                    res,
+                    producer,
+                    cursors.get(res.name, Cursor()),
+                    p,
+                    self.metrics,
+                    tx_lock,
                 )
                 self.tasks[res.name] = task
                 tasks.append(

@@ -39,9 +39,7 @@ def prefix() -> str:
     return f"t{uuid.uuid4().hex[:10]}"
 
 
-def moco_config(
-    bootstrap: str, prefix: str, base_url: str, **instance: Any
-) -> Config:
+def moco_config(bootstrap: str, prefix: str, base_url: str, **instance: Any) -> Config:
     """A bridge configuration with one MOCO instance named `moco`."""
     raw_instance: dict[str, Any] = {
         "vendor": "moco",
@@ -51,16 +49,18 @@ def moco_config(
         "webhook_secret": SECRET,
         **instance,
     }
-    return parse_config({
-        "kafka": {
-            "bootstrap_servers": bootstrap,
-            "topic_prefix": prefix,
-            "topics": {"partitions": 2},
-            "send_timeout_s": 3.0,
-        },
-        "server": {"host": "127.0.0.1", "port": 0, "shutdown_grace_s": 5},
-        "instances": [raw_instance],
-    })
+    return parse_config(
+        {
+            "kafka": {
+                "bootstrap_servers": bootstrap,
+                "topic_prefix": prefix,
+                "topics": {"partitions": 2},
+                "send_timeout_s": 3.0,
+            },
+            "server": {"host": "127.0.0.1", "port": 0, "shutdown_grace_s": 5},
+            "instances": [raw_instance],
+        }
+    )
 
 
 BridgeFactory = Callable[..., Awaitable[Bridge]]
@@ -92,8 +92,11 @@ async def read_records(
     """Committed records of a topic from the beginning: wait for `count`, then `settle` more
     seconds to catch any extra (a duplicate would show up there)."""
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False,
-        isolation_level="read_committed", auto_offset_reset="earliest",
+        bootstrap_servers=bootstrap,
+        group_id=None,
+        enable_auto_commit=False,
+        isolation_level="read_committed",
+        auto_offset_reset="earliest",
     )
     await consumer.start()
     try:
@@ -142,16 +145,22 @@ async def publish_command(
     command_id = command_id or str(uuid.uuid4())
     ext = {"idempotencykey": idempotency_key} if idempotency_key else {}
     event = make_event(
-        id=command_id, source="/tests", type=type, subject=subject, partitionkey=subject,
-        data=msgspec.json.encode(data), extensions=ext,
+        id=command_id,
+        source="/tests",
+        type=type,
+        subject=subject,
+        partitionkey=subject,
+        data=msgspec.json.encode(data),
+        extensions=ext,
     )
     key, value, headers = to_kafka(event)
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=True)
     await producer.start()
     try:
         topic = Topics(prefix, "moco").commands
-        await producer.send_and_wait(topic, value=raw_value if raw_value is not None else value,
-                                     key=key, headers=headers)
+        await producer.send_and_wait(
+            topic, value=raw_value if raw_value is not None else value, key=key, headers=headers
+        )
     finally:
         await producer.stop()
     return command_id

@@ -50,21 +50,29 @@ async def test_bad_signature_is_refused_and_nothing_published(
     bridge = await start_bridge()
     body = b'{"id": 7, "description": "forged"}'
     headers = {
-        "X-Moco-Target": "Activity", "X-Moco-Event": "create",
-        "X-Moco-Timestamp": "1527170410463", "Content-Type": "application/json",
+        "X-Moco-Target": "Activity",
+        "X-Moco-Event": "create",
+        "X-Moco-Timestamp": "1527170410463",
+        "Content-Type": "application/json",
     }
     async with aiohttp.ClientSession() as http:
         wrong = sign_webhook(body, "0" * 32)
-        async with http.post(webhook_url(bridge.port), data=body,
-                             headers={**headers, "X-Moco-Signature": wrong}) as resp:
+        async with http.post(
+            webhook_url(bridge.port), data=body, headers={**headers, "X-Moco-Signature": wrong}
+        ) as resp:
             assert resp.status == 401
         async with http.post(webhook_url(bridge.port), data=body, headers=headers) as resp:
             assert resp.status == 401  # unsigned
         good = b'{"id": 8, "description": "real"}'
-        async with http.post(webhook_url(bridge.port), data=good,
-                             headers={**headers, "X-Moco-Signature": sign_webhook(good, SECRET)}) as resp:
+        async with http.post(
+            webhook_url(bridge.port),
+            data=good,
+            headers={**headers, "X-Moco-Signature": sign_webhook(good, SECRET)},
+        ) as resp:
             assert resp.status == 200
-    records = await read_records(kafka_bootstrap, Topics(prefix, "moco").events, count=1, settle=1.0)
+    records = await read_records(
+        kafka_bootstrap, Topics(prefix, "moco").events, count=1, settle=1.0
+    )
     assert [ce(r).get_attributes()["subject"] for r in records] == ["activity/8"]
 
 
@@ -77,7 +85,9 @@ async def test_redelivered_webhook_keeps_its_id(
     await fake_moco.wait_deliveries_idle(10)
     fake_moco.resend_last()
     await fake_moco.wait_deliveries_idle(10)
-    records = await read_records(kafka_bootstrap, Topics(prefix, "moco").events, count=2, settle=0.5)
+    records = await read_records(
+        kafka_bootstrap, Topics(prefix, "moco").events, count=2, settle=0.5
+    )
     ids = [ce(r).get_attributes()["id"] for r in records]
     assert len(ids) == 2 and ids[0] == ids[1]
 
@@ -88,12 +98,15 @@ async def test_authentic_but_unparseable_body_goes_to_dlq(
     bridge = await start_bridge()
     body = b"this is not json"
     headers = {
-        "X-Moco-Target": "Activity", "X-Moco-Event": "create", "X-Moco-Timestamp": "1",
+        "X-Moco-Target": "Activity",
+        "X-Moco-Event": "create",
+        "X-Moco-Timestamp": "1",
         "X-Moco-Signature": sign_webhook(body, SECRET),
     }
-    async with aiohttp.ClientSession() as http, http.post(
-        webhook_url(bridge.port), data=body, headers=headers
-    ) as resp:
+    async with (
+        aiohttp.ClientSession() as http,
+        http.post(webhook_url(bridge.port), data=body, headers=headers) as resp,
+    ):
         assert 200 <= resp.status < 300
     topics = Topics(prefix, "moco")
     [dead] = await read_records(kafka_bootstrap, topics.dlq, count=1, settle=0.5)
@@ -105,7 +118,10 @@ async def test_authentic_but_unparseable_body_goes_to_dlq(
 
 
 async def test_kafka_down_answers_5xx_in_time_and_vendor_retry_lands(
-    kafka_bootstrap: str, prefix: str, fake_moco: FakeMoco, start_bridge: BridgeFactory,
+    kafka_bootstrap: str,
+    prefix: str,
+    fake_moco: FakeMoco,
+    start_bridge: BridgeFactory,
     restartable_kafka: LocalKafka,
 ) -> None:
     bridge = await start_bridge()
@@ -129,7 +145,9 @@ async def test_kafka_down_answers_5xx_in_time_and_vendor_retry_lands(
     await restartable_kafka.resume()
     await fake_moco.wait_deliveries_idle(60)
     assert fake_moco.deliveries[-1].status == 200
-    records = await read_records(kafka_bootstrap, Topics(prefix, "moco").events, count=2, timeout=30)
+    records = await read_records(
+        kafka_bootstrap, Topics(prefix, "moco").events, count=2, timeout=30
+    )
     subjects = {ce(r).get_attributes()["subject"] for r in records}
     assert f"activity/{record['id']}" in subjects
     body = msgspec.json.decode(records[-1].value)
