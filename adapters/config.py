@@ -241,8 +241,11 @@ _AT = re.compile(r" - at `\$(.*)`$")
 
 
 def _decode_hook(type_: type, obj: Any) -> Any:
-    if type_ is Secret and isinstance(obj, (str, int)):
-        return Secret(str(obj))
+    if type_ is Secret and isinstance(obj, str):
+        return Secret(obj)
+    if type_ is Secret:
+        # YAML reads an unquoted 0123 as a number (even octal): the secret would be wrong.
+        raise ValueError("a secret must be a quoted string")
     raise NotImplementedError
 
 
@@ -254,12 +257,17 @@ def parse_config(
         raise ConfigError("the configuration must be a mapping with at least a `kafka` section")
     resolved = _resolve(raw, "", dict(os.environ) if env is None else env, base_dir or Path.cwd())
     try:
-        config = msgspec.convert(resolved, Config, dec_hook=_decode_hook)
+        # Not strict: `${PORT}` substitutes a string, which must still fill an int or bool.
+        config = msgspec.convert(resolved, Config, dec_hook=_decode_hook, strict=False)
     except msgspec.ValidationError as exc:
         message = str(exc)
         match = _AT.search(message)
         where = match.group(1).lstrip(".") if match else ""
         what = _AT.sub("", message).replace("`", "")
+        unknown = re.match(r"Object contains unknown field (\S+)", what)
+        if unknown:
+            where = f"{where}.{unknown.group(1)}" if where else unknown.group(1)
+            what = "unknown key (check its spelling against README.md)"
         raise ConfigError(f"{where or '<top>'}: {what}") from None
     _check_instances(config)
     return config

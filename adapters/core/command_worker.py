@@ -25,6 +25,7 @@ from typing import Any
 
 import msgspec
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.errors import KafkaError, ProducerFenced
 from aiokafka.structs import ConsumerRecord
 from cloudevents.core.v1.event import CloudEvent
 
@@ -159,6 +160,10 @@ class CommandWorker:
 
     async def acquire(self, tps: list[TopicPartition]) -> None:
         """Fence the previous owner of each partition and restore its ledger."""
+        # aiokafka may fetch a partition as soon as it is assigned, while this callback still
+        # restores its ledger; paused, nothing of it is handed out before it is ready.
+        assert self.consumer is not None
+        self.consumer.pause(*tps)
         for tp in tps:
             if tp in self.parts:
                 continue
@@ -170,6 +175,7 @@ class CommandWorker:
                 self.kafka, self.inst.topics.ledger, tp.partition, decode_entry
             )
             self.parts[tp] = PartitionWork(tp=tp, producer=producer, ledger=ledger)
+            self.consumer.resume(tp)
             log.info(
                 "commands %s: own partition %d (%d ledger keys)",
                 self.inst.name,
@@ -200,6 +206,9 @@ class CommandWorker:
             for tp, records in batches.items():
                 work = self.parts.get(tp)
                 if work is None or work.closing:
+                    # Not ours (any more): fetch these again if the partition comes back.
+                    if records and tp in self.consumer.assignment():
+                        self.consumer.seek(tp, records[0].offset)
                     continue
                 for record in records:
                     self._dispatch(work, record)
@@ -239,7 +248,7 @@ class CommandWorker:
             while queue and not work.closing:
                 command = queue[0]
                 async with self.semaphore:
-                    await self._process(work, command)
+                    await self._process_safely(work, command)
                 queue.popleft()
                 work.pending.discard(command.record.offset)
                 if work.paused and len(work.pending) < MAX_PENDING_PER_PARTITION // 2:
@@ -252,6 +261,35 @@ class CommandWorker:
                 work.runners.pop(subject, None)
 
     # -- one command -----------------------------------------------------------------------
+
+    async def _process_safely(self, work: PartitionWork, command: Command) -> None:
+        # Kafka trouble (a transaction that failed to commit) is retried: the command stays
+        # uncommitted and the ledger decides what a retry may do. A fenced producer means the
+        # partition moved to another replica, which takes the command over.
+        for attempt in range(1000):
+            try:
+                await self._process(work, command)
+                return
+            except (ProducerFenced, asyncio.CancelledError):
+                raise
+            except KafkaError as exc:
+                if work.closing:
+                    raise
+                delay = min(30.0, 0.5 * 2**attempt)
+                log.warning(
+                    "commands %s: Kafka error (%s); retrying in %.1fs", self.inst.name, exc, delay
+                )
+                await asyncio.sleep(delay)
+            except Exception as exc:
+                log.exception("commands %s: command %s crashed", self.inst.name, command.command_id)
+                result = CommandResult(
+                    status="failed",
+                    command_type=command.command_type,
+                    idempotency_key=command.idem_key,
+                    reason=f"internal error: {type(exc).__name__}",
+                )
+                await self._finish(work, command, result, None, dlq_error=f"internal error: {exc}")
+                return
 
     async def _process(self, work: PartitionWork, command: Command) -> None:
         try:

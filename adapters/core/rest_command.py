@@ -33,8 +33,9 @@ def rest_command(
     headers_map = dict(header_fields or {})
 
     def build(data: msgspec.Struct) -> PreparedCall:
-        body = msgspec.to_builtins(data)
-        assert isinstance(body, dict)
+        built = msgspec.to_builtins(data)
+        assert isinstance(built, dict)
+        body = {k: v for k, v in built.items() if v is not None}
         values = {k: body.pop(k) for k in path_fields if k in body}
         headers = {h: str(body.pop(f)) for f, h in headers_map.items() if body.get(f) is not None}
         json = None

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 
 from aiohttp import web
+from aiokafka.errors import KafkaError
 
 from adapters.core.dlq import webhook_dlq_headers
 from adapters.core.instance import Instance
@@ -104,7 +105,7 @@ class WebhookServer:
             record = (inst.topics.dlq, None, body, headers)
             try:
                 await self.publisher.publish([record], timeout_s=timeout)
-            except (NotAcknowledged, Overloaded):
+            except (NotAcknowledged, Overloaded, KafkaError):
                 return "kafka_unavailable", _answer(503, "Kafka unavailable; retry", retry_after=5)
             self.metrics.dlq.labels(inst.name, "unparseable_webhook").inc()
             log.warning("webhook for %s sent to the DLQ: %s", inst.name, exc)
@@ -117,7 +118,7 @@ class WebhookServer:
             await self.publisher.publish(records, timeout_s=timeout)
         except Overloaded:
             return "overloaded", _answer(503, "too many webhooks in flight; retry", retry_after=1)
-        except NotAcknowledged as exc:
+        except (NotAcknowledged, KafkaError) as exc:
             log.error("webhook for %s not published: %s", inst.name, exc)
             return "kafka_unavailable", _answer(503, "Kafka unavailable; retry", retry_after=5)
         self.metrics.events.labels(inst.name, "webhook").inc(len(records))

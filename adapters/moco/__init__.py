@@ -20,7 +20,7 @@ def check_instance(inst: InstanceConfig) -> tuple[str, str] | None:
     """MOCO needs an API key, and signs every webhook, so a secret is required for them."""
     if inst.api_key is None or not inst.api_key.reveal():
         return "api_key", "MOCO needs the user's API key (api_key or api_key_file)"
-    if inst.webhooks.enabled and inst.webhook_secret is None:
+    if inst.webhooks.enabled and not (inst.webhook_secret and inst.webhook_secret.reveal()):
         return (
             "webhook_secret",
             "MOCO signs webhooks: set webhook_secret (or webhook_secret_file) to the key shown "

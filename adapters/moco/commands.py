@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 from typing import Annotated, Any, Literal
 
 import msgspec
@@ -10,7 +11,7 @@ from adapters.core.rest_command import rest_command
 from adapters.core.vendor import CommandSpec, PreparedCall, Transient
 from adapters.core.vendor_http import VendorClient
 
-Date = Annotated[str, msgspec.Meta(pattern=r"^\d{4}-\d{2}-\d{2}$", description="YYYY-MM-DD")]
+Date = Annotated[datetime.date, msgspec.Meta(description="YYYY-MM-DD")]
 Id = Annotated[int, msgspec.Meta(gt=0)]
 # MOCO encodes custom values as strings, Multiple Choice as a list of strings.
 CustomProperties = dict[str, str | list[str]]
@@ -62,7 +63,7 @@ class ProjectCreate(_Command):
 
     name: Annotated[str, msgspec.Meta(min_length=1)]
     customer_id: Id
-    currency: Annotated[str, msgspec.Meta(pattern=r"^[A-Z]{3}$")] | None = None
+    currency: Annotated[str, msgspec.Meta(pattern=r"^[A-Z]{3}\Z")] | None = None
     identifier: str | None = None
     leader_id: Id | None = None
     start_date: Date | None = None
@@ -81,7 +82,7 @@ class ProjectUpdate(_Command):
     id: Id
     name: Annotated[str, msgspec.Meta(min_length=1)] | None = None
     customer_id: Id | None = None
-    currency: Annotated[str, msgspec.Meta(pattern=r"^[A-Z]{3}$")] | None = None
+    currency: Annotated[str, msgspec.Meta(pattern=r"^[A-Z]{3}\Z")] | None = None
     identifier: str | None = None
     leader_id: Id | None = None
     start_date: Date | None = None
@@ -98,7 +99,7 @@ class CompanyCreate(_Command):
 
     name: Annotated[str, msgspec.Meta(min_length=1)]
     type: Literal["customer", "supplier", "organization"]
-    currency: Annotated[str, msgspec.Meta(pattern=r"^[A-Z]{3}$")] | None = None
+    currency: Annotated[str, msgspec.Meta(pattern=r"^[A-Z]{3}\Z")] | None = None
     website: str | None = None
     email: str | None = None
     phone: str | None = None
@@ -114,7 +115,7 @@ class CompanyUpdate(_Command):
     id: Id
     name: Annotated[str, msgspec.Meta(min_length=1)] | None = None
     type: Literal["customer", "supplier", "organization"] | None = None
-    currency: Annotated[str, msgspec.Meta(pattern=r"^[A-Z]{3}$")] | None = None
+    currency: Annotated[str, msgspec.Meta(pattern=r"^[A-Z]{3}\Z")] | None = None
     website: str | None = None
     email: str | None = None
     phone: str | None = None

@@ -23,7 +23,7 @@ def signature(secret: str, body: bytes) -> str:
 def verify(request: WebhookRequest, secret: Secret | None) -> None:
     """Accept only a body signed with the instance's webhook key (constant-time compare)."""
     given = request.headers.get("x-moco-signature", "")
-    if secret is None:
+    if secret is None or not secret.reveal():
         raise WebhookRejected("no webhook_secret configured for this MOCO instance")
     if not given:
         raise WebhookRejected("X-Moco-Signature missing")
@@ -34,7 +34,8 @@ def verify(request: WebhookRequest, secret: Secret | None) -> None:
 
 def snake(name: str) -> str:
     """`PurchaseDraft` → `purchase_draft`."""
-    return re.sub(r"(?<!^)(?=[A-Z])", "_", name.strip()).lower().replace(" ", "_")
+    spaced = re.sub(r"(?<=[a-z0-9])(?=[A-Z])", " ", name.strip())
+    return "_".join(spaced.lower().split())
 
 
 def past_tense(verb: str) -> str:

@@ -87,7 +87,7 @@ async def start_bridge(
 
 
 async def read_records(
-    bootstrap: str, topic: str, *, count: int, timeout: float = 20.0, settle: float = 0.0
+    bootstrap: str, topic: str, *, count: int, wait_s: float = 20.0, settle: float = 0.0
 ) -> list[ConsumerRecord[bytes, bytes]]:
     """Committed records of a topic from the beginning: wait for `count`, then `settle` more
     seconds to catch any extra (a duplicate would show up there)."""
@@ -110,7 +110,7 @@ async def read_records(
         consumer.assign(tps)
         await consumer.seek_to_beginning(*tps)
         records: list[ConsumerRecord[bytes, bytes]] = []
-        deadline = time.monotonic() + timeout
+        deadline = time.monotonic() + wait_s
         while len(records) < count and time.monotonic() < deadline:
             for batch in (await consumer.getmany(timeout_ms=300)).values():
                 records.extend(batch)

@@ -1,0 +1,130 @@
+"""SlidingWindowLimiter on a fake clock: never more than N starts in any window."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+
+import pytest
+
+from adapters.core import ratelimit
+from adapters.core.ratelimit import SlidingWindowLimiter, Unlimited
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.t = 0.0
+        self.sleeps: list[float] = []
+
+    def __call__(self) -> float:
+        return self.t
+
+
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeClock]:
+    """A clock that `asyncio.sleep` inside the limiter advances instead of waiting."""
+    fake = FakeClock()
+    real_sleep = asyncio.sleep
+
+    async def fake_sleep(delay: float, result: object = None) -> object:
+        fake.sleeps.append(delay)
+        fake.t += delay
+        await real_sleep(0)
+        return result
+
+    monkeypatch.setattr(ratelimit.asyncio, "sleep", fake_sleep)
+    yield fake
+
+
+def max_in_any_window(starts: list[float], window: float) -> int:
+    return max(sum(1 for s in starts if t <= s < t + window) for t in starts)
+
+
+async def test_bursts_are_spread_to_n_per_window(clock: FakeClock) -> None:
+    limiter = SlidingWindowLimiter(3, 1.0, margin_s=0.25, clock=clock)
+    assert limiter.window == 1.25
+    starts = []
+    for _ in range(10):
+        await limiter.acquire()
+        starts.append(clock.t)
+    assert starts == [0.0, 0.0, 0.0, 1.25, 1.25, 1.25, 2.5, 2.5, 2.5, 3.75]
+    assert max_in_any_window(starts, 1.25) == 3
+
+
+async def test_concurrent_callers_never_exceed_the_budget(clock: FakeClock) -> None:
+    limiter = SlidingWindowLimiter(15, 15.0, clock=clock)  # MOCO's documented budget
+    starts: list[float] = []
+
+    async def one() -> None:
+        await limiter.acquire()
+        starts.append(clock.t)
+
+    await asyncio.gather(*(one() for _ in range(100)))
+    assert len(starts) == 100
+    assert max_in_any_window(starts, 15.25) == 15
+    assert starts == sorted(starts)  # FIFO: served in arrival order
+    assert starts[-1] == 6 * 15.25
+
+
+async def test_irregular_arrivals(clock: FakeClock) -> None:
+    limiter = SlidingWindowLimiter(2, 1.0, margin_s=0.0, clock=clock)
+    starts = []
+    for gap in (0.0, 0.3, 0.3, 0.3, 2.0, 0.1, 0.1):
+        clock.t += gap
+        await limiter.acquire()
+        starts.append(round(clock.t, 9))
+    # 0, 0.3 | third must wait till 1.0, fourth till 1.3 | 3.3, 3.4, then 4.3.
+    assert starts == [0.0, 0.3, 1.0, 1.3, 3.3, 3.4, 4.3]
+    assert max_in_any_window(starts, 1.0 - 1e-9) <= 2
+
+
+async def test_pause_is_honoured(clock: FakeClock) -> None:
+    limiter = SlidingWindowLimiter(100, 1.0, clock=clock)
+    await limiter.acquire()
+    limiter.pause(5.0)
+    await limiter.acquire()
+    assert clock.t == 5.0
+
+
+async def test_a_shorter_pause_does_not_shorten_a_longer_one(clock: FakeClock) -> None:
+    limiter = SlidingWindowLimiter(100, 1.0, clock=clock)
+    limiter.pause(5.0)
+    limiter.pause(1.0)
+    limiter.pause(-3.0)
+    await limiter.acquire()
+    assert clock.t == 5.0
+
+
+async def test_observe_remaining(clock: FakeClock) -> None:
+    limiter = SlidingWindowLimiter(100, 1.0, clock=clock)
+    limiter.observe_remaining(3, 30.0)
+    await limiter.acquire()
+    assert clock.t == 0.0
+    limiter.observe_remaining(0, 4.0)
+    await limiter.acquire()
+    assert clock.t == 4.0
+
+
+async def test_real_clock_tiny_window() -> None:
+    limiter = SlidingWindowLimiter(2, 0.1, margin_s=0.0)
+    loop = asyncio.get_running_loop()
+    starts = []
+    for _ in range(5):
+        await limiter.acquire()
+        starts.append(loop.time())
+    assert starts[2] - starts[0] >= 0.099
+    assert starts[4] - starts[2] >= 0.099
+
+
+def test_requests_must_be_positive() -> None:
+    with pytest.raises(ValueError, match="at least 1"):
+        SlidingWindowLimiter(0, 1.0)
+
+
+async def test_unlimited_never_waits(clock: FakeClock) -> None:
+    u = Unlimited()
+    u.pause(100.0)
+    u.observe_remaining(0, 100.0)
+    for _ in range(1000):
+        await u.acquire()
+    assert clock.sleeps == []
