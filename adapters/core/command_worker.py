@@ -190,6 +190,12 @@ class CommandWorker:
             work.closing = True
         runners = [t for w in works for t in w.runners.values()]
         if runners:
+            log.info(
+                "commands %s: handing back %d partition(s); finishing %d in-flight subject(s)",
+                self.inst.name,
+                len(works),
+                len(runners),
+            )
             _done, late = await asyncio.wait(runners, timeout=self.grace_s)
             for task in late:
                 task.cancel()  # its in-flight mark tells the next owner to reconcile
@@ -274,6 +280,14 @@ class CommandWorker:
                 raise
             except KafkaError as exc:
                 if work.closing:
+                    log.warning(
+                        "commands %s: Kafka error while handing partition %d back (%s); "
+                        "the next owner retries command %s",
+                        self.inst.name,
+                        work.tp.partition,
+                        exc,
+                        command.command_id,
+                    )
                     raise
                 delay = min(30.0, 0.5 * 2**attempt)
                 log.warning(

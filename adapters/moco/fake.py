@@ -802,6 +802,9 @@ class FakeMoco:
         elif self.rate_limit is not None:
             early = self._rate_limit(identity[0], now)
         if delay > 0:
+            # The request is whole once it arrived: a client that hangs up during the delay
+            # does not undo it, as at a real server that already has the body.
+            await request.read()
             await asyncio.sleep(delay)
         if early is not None:
             response: web.Response = early
