@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import time
 from collections.abc import Callable
 from typing import TypeVar
 
 from aiokafka import TopicPartition
+from aiokafka.errors import KafkaError
 
 from adapters.config import KafkaConfig
 from adapters.core.kafka import committed_reader
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 
 class RestoreTimeout(Exception):
@@ -31,10 +35,24 @@ async def restore_partition(
     Call it after the partition's transactional producer started: that fences the previous
     owner and aborts its open transaction, so the end offset is final.
     """
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            return await _read(kafka, topic, partition, decode, deadline)
+        except KafkaError as exc:
+            # A topic created a moment ago may not have a leader yet (NotLeaderForPartition).
+            if time.monotonic() > deadline:
+                raise RestoreTimeout(f"{topic}[{partition}] could not be read: {exc}") from None
+            log.info("restoring %s[%d]: %s; retrying", topic, partition, exc)
+            await asyncio.sleep(0.5)
+
+
+async def _read(
+    kafka: KafkaConfig, topic: str, partition: int, decode: Callable[[bytes], T], deadline: float
+) -> dict[str, T]:
     reader = committed_reader(kafka, client_id=f"{kafka.client_id}-restore")
     await reader.start()
     state: dict[str, T] = {}
-    deadline = time.monotonic() + timeout_s
     try:
         tp = TopicPartition(topic, partition)
         reader.assign([tp])
@@ -42,9 +60,7 @@ async def restore_partition(
         end = (await reader.end_offsets([tp]))[tp]
         while await reader.position(tp) < end:
             if time.monotonic() > deadline:
-                raise RestoreTimeout(
-                    f"{topic}[{partition}] not read to offset {end} in {timeout_s}s"
-                )
+                raise RestoreTimeout(f"{topic}[{partition}] not read to offset {end} in time")
             batch = await reader.getmany(tp, timeout_ms=500)
             for record in batch.get(tp, []):
                 if record.key is None:

@@ -146,7 +146,7 @@ async def test_kafka_down_answers_5xx_in_time_and_vendor_retry_lands(
     await fake_moco.wait_deliveries_idle(60)
     assert fake_moco.deliveries[-1].status == 200
     records = await read_records(
-        kafka_bootstrap, Topics(prefix, "moco").events, count=2, timeout=30
+        kafka_bootstrap, Topics(prefix, "moco").events, count=2, wait_s=30
     )
     subjects = {ce(r).get_attributes()["subject"] for r in records}
     assert f"activity/{record['id']}" in subjects
