@@ -92,7 +92,14 @@ async def _reader(config: Config, topics: list[str], *, from_beginning: bool) ->
         isolation_level="read_committed",
     )
     await consumer.start()
-    tps = [TopicPartition(t, p) for t in topics for p in (consumer.partitions_for_topic(t) or {0})]
+    # The consumer knows no partitions until it asked the cluster; a fresh metadata snapshot
+    # gives all of them (assigning only partition 0 would miss most records).
+    cluster = await consumer._client.fetch_all_metadata()
+    missing = [t for t in topics if not cluster.partitions_for_topic(t)]
+    if missing:
+        await consumer.stop()
+        raise SystemExit(f"topics not found: {missing}; has a bridge with this config run yet?")
+    tps = [TopicPartition(t, p) for t in topics for p in cluster.partitions_for_topic(t) or ()]
     consumer.assign(tps)
     if from_beginning:
         await consumer.seek_to_beginning(*tps)

@@ -353,7 +353,9 @@ class CommandWorker:
                 await self._finish(work, command, previous, None)
                 return
             replay = True  # in flight when its last owner stopped: the vendor may have acted
+        log.debug("command %s (%s): calling the vendor", command.command_id, command.command_type)
         result = await self._execute(work, command, spec, data, call, replay, digest)
+        log.debug("command %s: %s, committing", command.command_id, result.status)
         dlq = None if result.status == "succeeded" else str(result.error or result.reason)
         await self._finish(work, command, result, digest, dlq_error=dlq)
 
@@ -563,6 +565,7 @@ class CommandWorker:
                 )
         if entry is not None:
             work.ledger[command.idem_key] = entry
+        log.debug("command %s: result %s committed", command.command_id, result.status)
         self.metrics.commands.labels(self.inst.name, result.status).inc()
         if dlq_error is not None:
             self.metrics.dlq.labels(self.inst.name, f"command_{result.status}").inc()

@@ -145,9 +145,7 @@ async def test_kafka_down_answers_5xx_in_time_and_vendor_retry_lands(
     await restartable_kafka.resume()
     await fake_moco.wait_deliveries_idle(60)
     assert fake_moco.deliveries[-1].status == 200
-    records = await read_records(
-        kafka_bootstrap, Topics(prefix, "moco").events, count=2, wait_s=30
-    )
+    records = await read_records(kafka_bootstrap, Topics(prefix, "moco").events, count=2, wait_s=30)
     subjects = {ce(r).get_attributes()["subject"] for r in records}
     assert f"activity/{record['id']}" in subjects
     body = msgspec.json.decode(records[-1].value)
