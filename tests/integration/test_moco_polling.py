@@ -127,3 +127,34 @@ async def test_two_replicas_split_poll_tasks_without_overlap(
             break
         await asyncio.sleep(0.2)
     assert set(two.pollers[0].tasks) == set(resources["resources"])
+
+
+async def test_polling_backs_off_on_429_with_retry_after(
+    kafka_bootstrap: str, prefix: str, fake_moco: FakeMoco, start_bridge: BridgeFactory
+) -> None:
+    company = fake_moco.create_record("companies", {"name": "A", "type": "customer"})
+    fake_moco.fail_next(1, 429, retry_after=1.5)
+    await start_bridge(
+        polling={"enabled": True, "interval_s": 30, "resources": ["companies"]},
+        webhooks={"enabled": False},
+    )
+    [record] = await read_records(kafka_bootstrap, Topics(prefix, "moco").events, count=1)
+    assert ce(record).get_attributes()["subject"] == f"company/{company['id']}"
+    first, second = fake_moco.requests[0], fake_moco.requests[1]
+    assert first.status == 429 and second.status == 200
+    assert second.at - first.at >= 1.5
+
+
+async def test_structured_mode_instance_writes_structured_cloudevents(
+    kafka_bootstrap: str, prefix: str, fake_moco: FakeMoco, start_bridge: BridgeFactory
+) -> None:
+    import msgspec
+
+    company = fake_moco.create_record("companies", {"name": "A", "type": "customer"})
+    await start_bridge(polling=FAST, webhooks={"enabled": False}, content_mode="structured")
+    [record] = await read_records(kafka_bootstrap, Topics(prefix, "moco").events, count=1)
+    assert dict(record.headers)["content-type"] == b"application/cloudevents+json"
+    envelope = msgspec.json.decode(record.value)
+    assert envelope["type"] == "workbridge.moco.company.created"
+    assert envelope["data"]["name"] == "A" and envelope["data"]["id"] == company["id"]
+    assert record.key == f"moco/company/{company['id']}".encode()
