@@ -157,6 +157,8 @@ class CommandWorker:
         await self.release(list(self.parts))
         if self.consumer is not None:
             await self.consumer.stop()
+        # A rebalance callback may have acquired a partition meanwhile.
+        await self.release(list(self.parts))
 
     async def acquire(self, tps: list[TopicPartition]) -> None:
         """Fence the previous owner of each partition and restore its ledger."""
@@ -171,9 +173,13 @@ class CommandWorker:
                 self.kafka, transactional_id=f"{self.group_id}.{tp.partition}"
             )
             await producer.start()
-            ledger = await restore_partition(
-                self.kafka, self.inst.topics.ledger, tp.partition, decode_entry
-            )
+            try:
+                ledger = await restore_partition(
+                    self.kafka, self.inst.topics.ledger, tp.partition, decode_entry
+                )
+            except BaseException:
+                await producer.stop()  # cancelled by a shutdown mid-rebalance: leave nothing open
+                raise
             self.parts[tp] = PartitionWork(tp=tp, producer=producer, ledger=ledger)
             self.consumer.resume(tp)
             log.info(

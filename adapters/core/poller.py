@@ -280,7 +280,11 @@ class PollRunner:
                 self.kafka, transactional_id=f"{self.inst.topics.group('poller')}.{p}"
             )
             await producer.start()  # init_transactions: aborts what a previous owner left open
-            cursors = await self._restore(p)
+            try:
+                cursors = await self._restore(p)
+            except BaseException:
+                await producer.stop()  # cancelled by a shutdown mid-rebalance: leave nothing open
+                raise
             tx_lock = asyncio.Lock()
             tasks = []
             for res in self.resources:
@@ -340,3 +344,5 @@ class PollRunner:
         await self.release(list(self.owned))
         if self.consumer is not None:
             await self.consumer.stop()
+        # A rebalance callback may have acquired a partition meanwhile.
+        await self.release(list(self.owned))
