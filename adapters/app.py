@@ -26,6 +26,14 @@ from adapters.registry import VENDORS
 log = logging.getLogger(__name__)
 
 
+class StartupError(Exception):
+    """The bridge could not start; the message says what to check."""
+
+
+class BridgeFailed(Exception):
+    """A part of the bridge failed for good; the process should exit non-zero."""
+
+
 class Bridge:
     """One Workbridge process running the roles its configuration switches on."""
 
@@ -48,11 +56,25 @@ class Bridge:
         self._kafka_ok = False
         self._health_task: asyncio.Task[None] | None = None
         self.port: int = config.server.port
+        # Set when a part of the process failed for good: the process exits non-zero so
+        # that Kubernetes restarts it, rather than living on half-working.
+        self.failed = asyncio.Event()
+        self.failure: str | None = None
+
+    def fail(self, message: str) -> None:
+        """A part of the process cannot go on: report, turn unready, stop."""
+        log.critical("%s; stopping so the process is restarted", message)
+        self.failure = self.failure or message
+        self._kafka_ok = False
+        self.failed.set()
 
     async def start(self, *, on_progress: Callable[[str], None] | None = None) -> None:
         """Create topics, connect, then start the HTTP server, pollers and workers."""
         say = on_progress or log.info
         roles = self.config.roles
+        for inst in self.instances.values():
+            for warning in inst.spec.startup_warnings(inst.cfg):
+                log.warning("%s: %s", inst.name, warning)
         # Health endpoints answer from the first moment, so Kubernetes sees a live process.
         await self._start_http()
         await self._wait_for_kafka(say)
@@ -64,13 +86,15 @@ class Bridge:
             self.publisher = Publisher(
                 self.producer, max_in_flight=self.config.server.max_in_flight
             )
+            publisher = self.publisher
+            self.metrics.in_flight.set_function(lambda: publisher.in_flight)
             assert self.server is not None
             self.server.publisher = self.publisher
         self._kafka_ok = True
         self._health_task = asyncio.create_task(self._watch_kafka())
         for inst in self.instances.values():
             if roles.pollers and inst.cfg.polling.enabled and inst.spec.poll is not None:
-                runner = PollRunner(inst, self.config.kafka, self.metrics)
+                runner = PollRunner(inst, self.config.kafka, self.metrics, on_fatal=self.fail)
                 await runner.start()
                 self.pollers.append(runner)
             if roles.commands and inst.cfg.commands.enabled and inst.spec.commands:
@@ -79,6 +103,7 @@ class Bridge:
                     self.config.kafka,
                     self.metrics,
                     grace_s=self.config.server.shutdown_grace_s,
+                    on_fatal=self.fail,
                 )
                 await worker.start()
                 self.workers.append(worker)
@@ -96,7 +121,11 @@ class Bridge:
             send_timeout_s=self.config.kafka.send_timeout_s,
             ready=lambda: self._kafka_ok,
         )
-        self._runner = web.AppRunner(self.server.app, access_log=None, handle_signals=False)
+        # Requests still open after the drain get 1 s, not aiohttp's default 60 s: the whole
+        # stop must fit in Kubernetes' termination grace period.
+        self._runner = web.AppRunner(
+            self.server.app, access_log=None, handle_signals=False, shutdown_timeout=1.0
+        )
         await self._runner.setup()
         self._site = web.TCPSite(self._runner, self.config.server.host, self.config.server.port)
         await self._site.start()
@@ -113,7 +142,7 @@ class Bridge:
                 return
             except (KafkaError, OSError) as exc:
                 if time.monotonic() > deadline:
-                    raise RuntimeError(
+                    raise StartupError(
                         f"Kafka at {self.config.kafka.bootstrap_servers} not reachable for "
                         f"{self.startup_timeout_s:.0f}s ({exc}); check kafka.bootstrap_servers, "
                         "TLS and SASL settings"
@@ -141,10 +170,12 @@ class Bridge:
             self._health_task.cancel()
         if self.publisher is not None:
             await self.publisher.drained(self.config.server.shutdown_grace_s)
-        for worker in self.workers:
-            await worker.stop()
-        for poller in self.pollers:
-            await poller.stop()
+        # All parts drain at once, so the stop takes one grace period, not one per part.
+        await asyncio.gather(
+            *(worker.stop() for worker in self.workers),
+            *(poller.stop() for poller in self.pollers),
+            return_exceptions=True,
+        )
         if self.producer is not None:
             await self.producer.stop()
         if self._runner is not None:
@@ -160,6 +191,12 @@ class Bridge:
             with contextlib.suppress(NotImplementedError):
                 loop.add_signal_handler(sig, stop.set)
         await self.start()
-        await stop.wait()
-        log.info("signal received: draining")
+        stopped = asyncio.ensure_future(stop.wait())
+        failed = asyncio.ensure_future(self.failed.wait())
+        await asyncio.wait([stopped, failed], return_when=asyncio.FIRST_COMPLETED)
+        stopped.cancel()
+        failed.cancel()
+        log.info("%s: draining", "failure" if self.failed.is_set() else "signal received")
         await self.stop()
+        if self.failure is not None:
+            raise BridgeFailed(self.failure)

@@ -29,11 +29,16 @@ def _setup_logging(level: str) -> None:
 
 def cmd_run(args: argparse.Namespace) -> int:
     """Run the bridge until SIGTERM."""
-    from adapters.app import Bridge
+    from adapters.app import Bridge, BridgeFailed, StartupError
+    from adapters.core.kafka import TopicsNotReady
 
     config = load_config(args.config)
     _setup_logging(config.log_level)
-    asyncio.run(Bridge(config).run_until_signal())
+    try:
+        asyncio.run(Bridge(config).run_until_signal())
+    except (BridgeFailed, TopicsNotReady, StartupError) as exc:
+        print(f"workbridge stopped: {exc}", file=sys.stderr)
+        return 1
     return 0
 
 

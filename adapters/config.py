@@ -6,10 +6,11 @@ path such as `instances[0].polling.interval_s`) and says what is wrong.
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import msgspec
 import yaml
@@ -27,6 +28,11 @@ __all__ = [
     "load_config",
     "parse_config",
 ]
+
+
+Positive = Annotated[int, msgspec.Meta(ge=1)]
+NonNegative = Annotated[int, msgspec.Meta(ge=0)]
+PositiveFloat = Annotated[float, msgspec.Meta(gt=0)]
 
 
 class ConfigError(Exception):
@@ -59,14 +65,13 @@ class TopicsConfig(_Base):
     """How topics that Workbridge creates are laid out."""
 
     create: bool = True
-    partitions: int = 3
-    replication_factor: int = 1
-
-    def __post_init__(self) -> None:
-        if self.partitions < 1:
-            raise ValueError("partitions must be at least 1")
-        if self.replication_factor < 1:
-            raise ValueError("replication_factor must be at least 1")
+    partitions: Positive = 3
+    # Production clusters: 3 brokers, so acks=all means two copies at least (min ISR 2).
+    replication_factor: Positive = 3
+    # Default: replication_factor - 1 (1 on a single broker).
+    min_insync_replicas: Positive | None = None
+    # The idempotency window: a command repeated later than this is no longer recognised.
+    ledger_retention_days: Annotated[float, msgspec.Meta(gt=0)] = 14.0
 
 
 class KafkaConfig(_Base):
@@ -80,9 +85,9 @@ class KafkaConfig(_Base):
     sasl: SaslConfig | None = None
     topics: TopicsConfig = msgspec.field(default_factory=TopicsConfig)
     # The webhook answer waits for acks=all at most this long (kept below every vendor deadline).
-    send_timeout_s: float = 5.0
-    linger_ms: int = 5
-    request_timeout_ms: int = 30000
+    send_timeout_s: PositiveFloat = 5.0
+    linger_ms: NonNegative = 5
+    request_timeout_ms: Positive = 30000
 
     def __post_init__(self) -> None:
         if self.security_protocol.startswith("SASL") and self.sasl is None:
@@ -93,11 +98,12 @@ class ServerConfig(_Base):
     """The HTTP server for webhooks, health and metrics."""
 
     host: str = "0.0.0.0"
-    port: int = 8080
-    max_body_bytes: int = 1_048_576
+    port: Annotated[int, msgspec.Meta(ge=0, le=65535)] = 8080
+    max_body_bytes: Positive = 1_048_576
     # Sends awaiting a Kafka ack at once; past it webhooks get 503 + Retry-After (load shedding).
-    max_in_flight: int = 2000
-    shutdown_grace_s: float = 20.0
+    max_in_flight: Positive = 2000
+    # Keep it below Kubernetes' terminationGracePeriodSeconds (30 s by default).
+    shutdown_grace_s: Annotated[float, msgspec.Meta(ge=0, le=300)] = 20.0
 
 
 class RolesConfig(_Base):
@@ -111,10 +117,13 @@ class RolesConfig(_Base):
 class RateLimitConfig(_Base):
     """Requests allowed per window for one instance, across the whole deployment."""
 
-    requests: int
-    per_seconds: float
-    # Replicas that share the budget: each process takes requests / replicas.
-    replicas: int = 1
+    requests: Positive
+    per_seconds: PositiveFloat
+    # Processes that call this instance's vendor (pollers and command workers together):
+    # each takes requests / processes, so the deployment as a whole stays within the limit.
+    processes: Positive = 1
+    # For fakes and load tests only: allow a budget above the vendor's documented limit.
+    above_documented: bool = False
 
 
 class PollingConfig(_Base):
@@ -122,14 +131,18 @@ class PollingConfig(_Base):
 
     enabled: bool = False
     resources: list[str] = msgspec.field(default_factory=list)
-    interval_s: float = 60.0
+    interval_s: PositiveFloat = 60.0
     # Re-read this far behind the cursor: vendor timestamps have coarse precision and may lag.
-    overlap_s: float = 2.0
+    overlap_s: Annotated[float, msgspec.Meta(ge=0)] = 2.0
     # `beginning` publishes every existing record on the first poll; `now` only later changes.
     start_from: Literal["beginning", "now"] = "beginning"
-    page_size: int = 100
+    page_size: Positive = 100
     # Events and the cursor move in transactions of at most this many events.
-    max_batch: int = 500
+    max_batch: Positive = 500
+
+    def __post_init__(self) -> None:
+        if self.enabled and not self.resources:
+            raise ValueError("polling is enabled but `resources` is empty")
 
 
 class CommandsConfig(_Base):
@@ -137,12 +150,13 @@ class CommandsConfig(_Base):
 
     enabled: bool = False
     # A command whose vendor call has not succeeded by then gets its final result.
-    deadline_s: float = 300.0
-    max_attempts: int = 10
-    backoff_base_s: float = 1.0
-    backoff_max_s: float = 60.0
-    # Subjects worked on at once per partition; commands of one subject always run in order.
-    concurrency: int = 8
+    deadline_s: PositiveFloat = 300.0
+    max_attempts: Positive = 10
+    # Default: the vendor's advice (Mobility Work: minutes), else 1 s.
+    backoff_base_s: PositiveFloat | None = None
+    backoff_max_s: PositiveFloat = 60.0
+    # Commands worked on at once by this process; commands of one subject run in order.
+    concurrency: Positive = 8
 
 
 class WebhooksConfig(_Base):
@@ -162,7 +176,7 @@ class InstanceConfig(_Base, kw_only=True):
     # Further vendor credentials (login, password, client secret, ...).
     credentials: dict[str, Secret] = msgspec.field(default_factory=dict)
     content_mode: Literal["binary", "structured"] = "binary"
-    http_timeout_s: float = 30.0
+    http_timeout_s: PositiveFloat = 30.0
     rate_limit: RateLimitConfig | None = None
     webhooks: WebhooksConfig = msgspec.field(default_factory=WebhooksConfig)
     polling: PollingConfig = msgspec.field(default_factory=PollingConfig)
@@ -299,6 +313,22 @@ def _check_instances(config: Config) -> None:
                 f"{where}.base_url: {inst.base_url!r} must start with http:// or https://"
             )
         spec = VENDORS[inst.vendor]
+        limit = inst.rate_limit
+        if limit is not None and spec.rate_limit is not None and not limit.above_documented:
+            doc = spec.rate_limit
+            # At most ceil(P / W) of our windows fit in one of the vendor's.
+            if limit.requests * math.ceil(doc.per_seconds / limit.per_seconds) > doc.requests:
+                raise ConfigError(
+                    f"{where}.rate_limit: {limit.requests} per {limit.per_seconds:g}s exceeds "
+                    f"{inst.vendor}'s documented {spec.rate_limit.requests} per "
+                    f"{spec.rate_limit.per_seconds:g}s (set above_documented: true only for a "
+                    "test server)"
+                )
+        if limit is not None and limit.processes > limit.requests:
+            raise ConfigError(
+                f"{where}.rate_limit.processes: {limit.processes} processes cannot share "
+                f"{limit.requests} requests; run fewer processes for this instance"
+            )
         problem = spec.check_instance(inst)
         if problem is not None:
             key, text = problem

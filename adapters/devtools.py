@@ -165,7 +165,7 @@ async def run_dev(*, port: int, kafka: str | None, seconds: float) -> int:
     fake = FakeMoco(api_key=DEV_API_KEY, webhook_secret=DEV_WEBHOOK_SECRET)
     moco_url = await fake.start()
     raw = {
-        "kafka": {"bootstrap_servers": kafka, "topics": {"partitions": 3}},
+        "kafka": {"bootstrap_servers": kafka, "topics": {"partitions": 3, "replication_factor": 1}},
         "server": {"port": port, "host": "127.0.0.1"},
         "instances": [
             {

@@ -36,7 +36,14 @@ def render_all() -> dict[str, str]:
                     "kind": cmd.kind,
                     "method": cmd.method,
                     "path": cmd.path,
-                    "path_in_vendor_document": not cmd.path_not_documented,
+                    "path_source": (
+                        "not given: set options.command_paths to enable"
+                        if cmd.path_not_documented
+                        else "guess (not in the vendor document)"
+                        if cmd.path_guessed
+                        else "vendor document"
+                    ),
+                    "repeat_safe": cmd.repeat_safe,
                     "description": cmd.description.strip(),
                     "schema": f"commands/{type_}.json",
                 }

@@ -96,15 +96,3 @@ def from_record(key: bytes | None, value: bytes | None, headers: Headers) -> Clo
     if not isinstance(event, CloudEvent):
         raise NotACloudEvent("only CloudEvents 1.0 is accepted")
     return event
-
-
-def data_bytes(event: CloudEvent) -> bytes:
-    """The event's data as JSON bytes, whatever form the SDK decoded it into."""
-    data = event.get_data()
-    if data is None:
-        return b"null"
-    if isinstance(data, bytes):
-        return data
-    if isinstance(data, str):
-        return msgspec.json.encode(data)
-    return msgspec.json.encode(data)

@@ -4,10 +4,11 @@ Per owned partition of `<name>.commands`:
 1. the partition's transactional producer starts (fencing any previous owner), then its
    ledger partition is restored;
 2. a command is validated (invalid: `rejected`, DLQ, never sent);
-3. an `inflight` ledger entry is committed before the vendor is called, so a crash
+3. an `inflight` ledger entry is committed right before the request goes out, so a crash
    mid-call is seen by whoever owns the partition next;
 4. the result event, the `done` ledger entry, a DLQ copy for failures and the consumer
-   offset are committed in one transaction.
+   offset are committed in one transaction. The offset never passes a command whose
+   result is not committed.
 Commands of one subject run in order; different subjects run concurrently.
 """
 
@@ -16,12 +17,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
+import string
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import quote
 
 import msgspec
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
@@ -30,12 +32,7 @@ from aiokafka.structs import ConsumerRecord
 from cloudevents.core.v1.event import CloudEvent
 
 from adapters.config import KafkaConfig
-from adapters.core.cloudevents_codec import (
-    NotACloudEvent,
-    from_record,
-    make_event,
-    stable_id,
-)
+from adapters.core.cloudevents_codec import NotACloudEvent, from_record, make_event, stable_id
 from adapters.core.command_result import CommandResult, request_id
 from adapters.core.dlq import command_dlq_headers
 from adapters.core.errors import Action
@@ -43,20 +40,25 @@ from adapters.core.instance import SCHEMA_BASE, Instance
 from adapters.core.kafka import client_kwargs, transactional_producer
 from adapters.core.ledger import LedgerEntry, decode_entry, encode_entry, payload_hash
 from adapters.core.metrics import Metrics
-from adapters.core.retry import next_delay
 from adapters.core.state_restore import restore_partition
-from adapters.core.vendor import CommandSpec, PreparedCall, Transient
+from adapters.core.vendor import CommandSpec, PreparedCall, PrepareFailed
 from adapters.core.vendor_call import CallOutcome, RetryPolicy, call_with_retry
-from adapters.core.vendor_http import TransportError
+from adapters.core.vendor_http import VendorResponse
 
 log = logging.getLogger(__name__)
 
 # A partition stops being fetched while this many of its commands wait (backpressure).
 MAX_PENDING_PER_PARTITION = 1000
+# Ledger key of "this command id has its result" for outcomes without a vendor call.
+ANSWERED = "answered/"
 
 
 class Invalid(Exception):
     """The command cannot be sent: it is answered `rejected` and copied to the DLQ."""
+
+
+class _KafkaUnavailable(Exception):
+    """Writing to Kafka failed before the vendor was called: try the command again later."""
 
 
 @dataclass
@@ -72,6 +74,15 @@ class Command:
 
 
 @dataclass
+class Decision:
+    """What to commit for one command: its result (None: it has one already) and ledger."""
+
+    result: CommandResult | None
+    ledger: list[tuple[str, LedgerEntry]] = field(default_factory=list)
+    dlq_error: str | None = None
+
+
+@dataclass
 class PartitionWork:
     """State of one owned command partition."""
 
@@ -83,12 +94,10 @@ class PartitionWork:
     highest: int = -1
     queues: dict[str, deque[Command]] = field(default_factory=dict)
     runners: dict[str, asyncio.Task[None]] = field(default_factory=dict)
+    # In-flight marks written by this process: idempotency key → the vendor may have acted.
+    marks: dict[str, bool] = field(default_factory=dict)
     closing: bool = False
     paused: bool = False
-
-    def commit_offset(self) -> int:
-        """The next offset to consume: everything below it has its result committed."""
-        return min(self.pending) if self.pending else self.highest + 1
 
 
 class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -99,7 +108,33 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
         await self.worker.release(revoked)
 
     async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
-        await self.worker.acquire(assigned)
+        try:
+            await self.worker.acquire(assigned)
+        except Exception as exc:
+            # aiokafka would swallow this and leave the partitions unowned and paused.
+            self.worker.on_fatal(f"cannot take over command partitions {assigned}: {exc}")
+            raise
+
+
+class _Reader:
+    """Vendor reads for `prepare` and `lookup`, with the command's retry policy."""
+
+    def __init__(self, worker: CommandWorker) -> None:
+        self.worker = worker
+
+    async def get(self, path: str, headers: Mapping[str, str]) -> VendorResponse:
+        inst = self.worker.inst
+        outcome = await call_with_retry(
+            inst.client,
+            "GET",
+            path,
+            errors=inst.spec.errors,
+            policy=self.worker.policy,
+            headers=headers,
+        )
+        if outcome.action is not Action.SUCCESS or outcome.response is None:
+            raise PrepareFailed(outcome)
+        return outcome.response
 
 
 class CommandWorker:
@@ -112,7 +147,7 @@ class CommandWorker:
         metrics: Metrics,
         *,
         grace_s: float = 20.0,
-        before_vendor_call: Callable[[Command], None] | None = None,
+        on_fatal: Callable[[str], None] | None = None,
     ) -> None:
         self.inst, self.kafka, self.metrics = inst, kafka, metrics
         self.grace_s = grace_s
@@ -120,18 +155,19 @@ class CommandWorker:
         self.policy = RetryPolicy(
             deadline_s=cfg.deadline_s,
             max_attempts=cfg.max_attempts,
-            base_s=cfg.backoff_base_s,
+            base_s=cfg.backoff_base_s or inst.spec.retry_base_s or 1.0,
             cap_s=cfg.backoff_max_s,
         )
+        # Per process: the vendor budget is shared anyway; this bounds open requests.
         self.semaphore = asyncio.Semaphore(cfg.concurrency)
         self.parts: dict[TopicPartition, PartitionWork] = {}
         self.consumer: AIOKafkaConsumer | None = None
         self._loop: asyncio.Task[None] | None = None
-        # Test hook: runs after the in-flight mark is committed, before the vendor is called.
-        self.before_vendor_call = before_vendor_call
         self.group_id = inst.topics.group("commands")
+        self.reader = _Reader(self)
+        self.on_fatal = on_fatal or (lambda message: log.critical("%s", message))
 
-    # -- lifecycle ---------------------------------------------------------------------
+    # -- lifecycle -------------------------------------------------------------------------
 
     async def start(self) -> None:
         """Join the group; partitions are restored and worked on as they are assigned."""
@@ -147,12 +183,17 @@ class CommandWorker:
         self.consumer.subscribe([self.inst.topics.commands], listener=_Rebalance(self))
         await self.consumer.start()
         self._loop = asyncio.create_task(self._fetch_loop(), name=f"commands-{self.inst.name}")
+        self._loop.add_done_callback(self._loop_ended)
+
+    def _loop_ended(self, task: asyncio.Task[None]) -> None:
+        if not task.cancelled() and task.exception() is not None:
+            self.on_fatal(f"command fetch loop of {self.inst.name} died: {task.exception()!r}")
 
     async def stop(self) -> None:
         """Stop fetching, let in-flight commands finish (up to the grace), commit, leave."""
         if self._loop is not None:
             self._loop.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
+            with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._loop
         await self.release(list(self.parts))
         if self.consumer is not None:
@@ -168,7 +209,10 @@ class CommandWorker:
         self.consumer.pause(*tps)
         for tp in tps:
             if tp in self.parts:
+                self.consumer.resume(tp)
                 continue
+            # Starting the producer first also waits for the previous owner's last commit,
+            # so the committed offset read after this callback is current.
             producer = transactional_producer(
                 self.kafka, transactional_id=f"{self.group_id}.{tp.partition}"
             )
@@ -178,7 +222,7 @@ class CommandWorker:
                     self.kafka, self.inst.topics.ledger, tp.partition, decode_entry
                 )
             except BaseException:
-                await producer.stop()  # cancelled by a shutdown mid-rebalance: leave nothing open
+                await producer.stop()  # leave nothing open when cancelled mid-rebalance
                 raise
             self.parts[tp] = PartitionWork(tp=tp, producer=producer, ledger=ledger)
             self.consumer.resume(tp)
@@ -204,12 +248,30 @@ class CommandWorker:
             )
             _done, late = await asyncio.wait(runners, timeout=self.grace_s)
             for task in late:
-                task.cancel()  # its in-flight mark tells the next owner to reconcile
+                task.cancel()
             await asyncio.gather(*late, return_exceptions=True)
         for work in works:
+            await self._clear_unused_marks(work)
             await work.producer.stop()
 
-    # -- fetching and dispatch -----------------------------------------------------------
+    async def _clear_unused_marks(self, work: PartitionWork) -> None:
+        # A command stopped between attempts that all provably failed (429, no connection):
+        # the vendor did not act, so its in-flight mark must not make the next owner answer
+        # `ambiguous`. Marks of calls that may have reached the vendor stay.
+        unused = [key for key, acted in work.marks.items() if not acted]
+        if not unused:
+            return
+        with contextlib.suppress(KafkaError):
+            async with work.lock, work.producer.transaction():
+                for key in unused:
+                    await work.producer.send(
+                        self.inst.topics.ledger,
+                        key=key.encode(),
+                        value=None,
+                        partition=work.tp.partition,
+                    )
+
+    # -- fetching and dispatch -------------------------------------------------------------
 
     async def _fetch_loop(self) -> None:
         assert self.consumer is not None
@@ -232,12 +294,12 @@ class CommandWorker:
         command = self._decode(record)
         work.pending.add(record.offset)
         work.highest = max(work.highest, record.offset)
-        queue = work.queues.setdefault(command.subject, deque())
-        queue.append(command)
-        if command.subject not in work.runners:
-            work.runners[command.subject] = asyncio.create_task(
-                self._run_subject(work, command.subject)
-            )
+        work.queues.setdefault(command.subject, deque()).append(command)
+        self._ensure_runner(work, command.subject)
+
+    def _ensure_runner(self, work: PartitionWork, subject: str) -> None:
+        if subject not in work.runners and not work.closing:
+            work.runners[subject] = asyncio.create_task(self._run_subject(work, subject))
 
     def _decode(self, record: ConsumerRecord[bytes, bytes]) -> Command:
         fallback_id = stable_id(record.topic, str(record.partition), str(record.offset))
@@ -260,110 +322,119 @@ class CommandWorker:
             while queue and not work.closing:
                 command = queue[0]
                 async with self.semaphore:
-                    await self._process_safely(work, command)
+                    if work.closing:
+                        break
+                    decision = await self._decide_until_written(work, command)
+                    await self._commit(work, command, decision)
                 queue.popleft()
-                work.pending.discard(command.record.offset)
                 if work.paused and len(work.pending) < MAX_PENDING_PER_PARTITION // 2:
                     assert self.consumer is not None
                     self.consumer.resume(work.tp)
                     work.paused = False
+        except (asyncio.CancelledError, ProducerFenced, KafkaError):
+            raise  # handed back or fenced: the next owner carries on
+        except Exception:
+            log.exception("commands %s: subject %s stopped", self.inst.name, subject)
         finally:
-            if not queue or work.closing:
+            work.runners.pop(subject, None)
+            if not queue:
                 work.queues.pop(subject, None)
-                work.runners.pop(subject, None)
+            elif not work.closing:
+                # Ended by an error it did not recover from: the subject's work goes on.
+                asyncio.get_running_loop().call_later(1.0, self._ensure_runner, work, subject)
 
-    # -- one command -----------------------------------------------------------------------
+    # -- deciding one command ----------------------------------------------------------------
 
-    async def _process_safely(self, work: PartitionWork, command: Command) -> None:
-        # Kafka trouble (a transaction that failed to commit) is retried: the command stays
-        # uncommitted and the ledger decides what a retry may do. A fenced producer means the
-        # partition moved to another replica, which takes the command over.
-        for attempt in range(1000):
+    async def _decide_until_written(self, work: PartitionWork, command: Command) -> Decision:
+        delay = 0.5
+        while True:
             try:
-                await self._process(work, command)
-                return
-            except (ProducerFenced, asyncio.CancelledError):
-                raise
-            except KafkaError as exc:
+                return await self._decide(work, command)
+            except _KafkaUnavailable as exc:
                 if work.closing:
-                    log.warning(
-                        "commands %s: Kafka error while handing partition %d back (%s); "
-                        "the next owner retries command %s",
-                        self.inst.name,
-                        work.tp.partition,
-                        exc,
-                        command.command_id,
-                    )
                     raise
-                delay = min(30.0, 0.5 * 2**attempt)
-                log.warning(
-                    "commands %s: Kafka error (%s); retrying in %.1fs", self.inst.name, exc, delay
-                )
+                log.warning("commands %s: %s; retrying in %.1fs", self.inst.name, exc, delay)
                 await asyncio.sleep(delay)
+                delay = min(30.0, delay * 2)
+            except (asyncio.CancelledError, ProducerFenced):
+                raise
             except Exception as exc:
                 log.exception("commands %s: command %s crashed", self.inst.name, command.command_id)
-                result = CommandResult(
-                    status="failed",
-                    command_type=command.command_type,
-                    idempotency_key=command.idem_key,
-                    reason=f"internal error: {type(exc).__name__}",
+                return self._answer_only(
+                    command,
+                    CommandResult(
+                        status="failed",
+                        command_type=command.command_type,
+                        idempotency_key=command.idem_key,
+                        reason=f"internal error: {type(exc).__name__}",
+                    ),
+                    dlq_error=f"internal error: {exc}",
                 )
-                await self._finish(work, command, result, None, dlq_error=f"internal error: {exc}")
-                return
 
-    async def _process(self, work: PartitionWork, command: Command) -> None:
+    def _answer_only(
+        self, command: Command, result: CommandResult, *, dlq_error: str | None
+    ) -> Decision:
+        """A result with no vendor call: recorded under the command id, so a redelivery of
+        the same command does not get a second result."""
+        entry = LedgerEntry(
+            state="done",
+            command_id=command.command_id,
+            command_type=command.command_type,
+            payload_hash="",
+            at=datetime.now(UTC),
+            result=msgspec.to_builtins(result),
+        )
+        return Decision(result, [(ANSWERED + command.command_id, entry)], dlq_error)
+
+    async def _decide(self, work: PartitionWork, command: Command) -> Decision:
+        if ANSWERED + command.command_id in work.ledger:
+            return Decision(None)  # the same command again: it has its one result
+        base: dict[str, Any] = {
+            "command_type": command.command_type,
+            "idempotency_key": command.idem_key,
+        }
         try:
             spec, data, call = self._validate(command)
         except Invalid as exc:
-            await self._finish(
-                work,
-                command,
-                CommandResult(
-                    status="rejected",
-                    command_type=command.command_type,
-                    idempotency_key=command.idem_key,
-                    error=str(exc),
-                    reason="invalid command",
-                ),
-                None,
-                dlq_error=str(exc),
+            result = CommandResult(
+                status="rejected", **base, error=str(exc), reason="invalid command"
             )
-            return
+            return self._answer_only(command, result, dlq_error=str(exc))
         digest = payload_hash(command.command_type, msgspec.to_builtins(data))
         entry = work.ledger.get(command.idem_key)
         replay = False
         if entry is not None:
+            if entry.command_id == command.command_id and entry.state == "done":
+                return Decision(None)
             if entry.payload_hash != digest:
-                await self._finish(
-                    work,
-                    command,
-                    CommandResult(
-                        status="conflict",
-                        command_type=command.command_type,
-                        idempotency_key=command.idem_key,
-                        duplicate_of=entry.command_id,
-                        reason="this idempotency key was used before with a different payload",
-                    ),
-                    None,
-                    dlq_error="idempotency key reused with a different payload",
+                result = CommandResult(
+                    status="conflict",
+                    **base,
+                    duplicate_of=entry.command_id,
+                    reason="this idempotency key was used before with a different payload",
                 )
-                return
+                return self._answer_only(
+                    command, result, dlq_error="idempotency key reused with a different payload"
+                )
             if entry.state == "done":
-                if entry.command_id == command.command_id:
-                    # The same command delivered again: it has its one result already.
-                    await self._commit_offsets_only(work, command)
-                    return
                 previous = msgspec.convert(entry.result or {}, CommandResult)
                 previous.duplicate_of = entry.command_id
                 previous.attempts = 0
-                await self._finish(work, command, previous, None)
-                return
+                return self._answer_only(command, previous, dlq_error=None)
             replay = True  # in flight when its last owner stopped: the vendor may have acted
         log.debug("command %s (%s): calling the vendor", command.command_id, command.command_type)
         result = await self._execute(work, command, spec, data, call, replay, digest)
-        log.debug("command %s: %s, committing", command.command_id, result.status)
+        work.marks.pop(command.idem_key, None)
+        done = LedgerEntry(
+            state="done",
+            command_id=command.command_id,
+            command_type=command.command_type,
+            payload_hash=digest,
+            at=datetime.now(UTC),
+            result=msgspec.to_builtins(result),
+        )
         dlq = None if result.status == "succeeded" else str(result.error or result.reason)
-        await self._finish(work, command, result, digest, dlq_error=dlq)
+        return Decision(result, [(command.idem_key, done)], dlq)
 
     def _validate(self, command: Command) -> tuple[CommandSpec, msgspec.Struct, PreparedCall]:
         if command.event is None:
@@ -372,7 +443,7 @@ class CommandWorker:
         if spec is None:
             known = ", ".join(sorted(self.inst.spec.commands))
             raise Invalid(f"unknown command type {command.command_type!r}; known: {known}")
-        paths = self.inst.cfg.options.get("command_paths", {})
+        paths: dict[str, str] = self.inst.cfg.options.get("command_paths", {})
         if spec.path_not_documented and command.command_type not in paths:
             raise Invalid(
                 f"{command.command_type}: the vendor document gives no path for this action; "
@@ -387,9 +458,7 @@ class CommandWorker:
             raise Invalid(f"data does not match {command.command_type}: {exc}") from None
         call = spec.build(data)
         if command.command_type in paths:
-            call = msgspec.structs.replace(
-                call, path=str(paths[command.command_type]).format(**raw)
-            )
+            call = msgspec.structs.replace(call, path=_fill_path(paths[command.command_type], raw))
         return spec, data, call
 
     async def _execute(
@@ -407,74 +476,82 @@ class CommandWorker:
             "idempotency_key": command.idem_key,
         }
         if replay:
-            if spec.lookup is not None:
-                found = await spec.lookup(self.inst.client, data)
-                if found is not None:
-                    return CommandResult(
-                        status="succeeded",
-                        **base,
-                        http_status=found.status,
-                        response=found.json_or_text(),
-                        reason="reconciled after a restart",
-                    )
-            elif spec.kind not in ("update", "delete"):
-                return CommandResult(
-                    status="ambiguous",
-                    **base,
-                    reason="the process stopped during the vendor call and the vendor offers "
-                    "no look-up: check at the vendor before sending a new command",
-                )
-        else:
-            await self._mark_inflight(work, command, digest)
-        if self.before_vendor_call is not None:
-            self.before_vendor_call(command)
-        if spec.prepare is not None:
-            prepared = await self._prepare(spec, data, call, base)
-            if isinstance(prepared, CommandResult):
-                return prepared
-            call = prepared
+            reconciled = await self._reconcile(spec, data, base)
+            if reconciled is not None:
+                return reconciled
+        try:
+            if spec.prepare is not None:
+                call = await spec.prepare(self.reader, data, call)
+        except PrepareFailed as exc:
+            return self._judge(exc.outcome, base, spec, replay=False, reading=True)
+
+        async def mark() -> None:
+            # Once per command, right before the first request leaves: from here on a
+            # crash means the vendor may have acted.
+            if command.idem_key not in work.marks and not replay:
+                await self._mark_inflight(work, command, digest)
+            work.marks[command.idem_key] = True
+
+        def attempt_done(acted: bool) -> None:
+            if command.idem_key in work.marks:
+                work.marks[command.idem_key] = acted
+
         outcome = await call_with_retry(
             self.inst.client,
             call.method,
             call.path,
             errors=self.inst.spec.errors,
             policy=self.policy,
+            repeat_safe=spec.repeat_safe,
             json=call.json,
             headers=call.headers,
+            before_send=mark,
+            after_attempt=attempt_done,
         )
-        return self._judge(outcome, base, spec, replay)
+        result = self._judge(outcome, base, spec, replay=replay)
+        if result.status == "ambiguous" and spec.lookup is not None:
+            return await self._reconcile(spec, data, base) or result
+        return result
 
-    async def _prepare(
-        self, spec: CommandSpec, data: msgspec.Struct, call: PreparedCall, base: dict[str, Any]
-    ) -> PreparedCall | CommandResult:
-        assert spec.prepare is not None
-        deadline = time.monotonic() + self.policy.deadline_s
-        for attempt in range(self.policy.max_attempts):
+    async def _reconcile(
+        self, spec: CommandSpec, data: msgspec.Struct, base: dict[str, Any]
+    ) -> CommandResult | None:
+        """After a crash mid-call: what the vendor did, if it can tell; None to call it."""
+        if spec.lookup is not None:
             try:
-                return await spec.prepare(self.inst.client, data, call)
-            except Invalid as exc:
+                found = await spec.lookup(self.reader, data)
+            except PrepareFailed as exc:
                 return CommandResult(
-                    status="rejected", **base, error=str(exc), reason="invalid command"
+                    status="ambiguous",
+                    **base,
+                    reason=f"the vendor look-up failed ({exc}): check at the vendor",
                 )
-            except (Transient, TransportError) as exc:
-                headers = (
-                    exc.response.headers if isinstance(exc, Transient) and exc.response else {}
+            if found is not None:
+                return CommandResult(
+                    status="succeeded",
+                    **base,
+                    http_status=found.status,
+                    response=found.json_or_text(),
+                    reason="reconciled through a vendor look-up",
                 )
-                delay = next_delay(
-                    attempt, headers, base_s=self.policy.base_s, cap_s=self.policy.cap_s
-                )
-                if time.monotonic() + delay > deadline:
-                    break
-                await asyncio.sleep(delay)
+            return None  # the vendor did not act: calling it is safe
+        if spec.repeat_safe:
+            return None
         return CommandResult(
-            status="failed",
+            status="ambiguous",
             **base,
-            attempts=self.policy.max_attempts,
-            reason="gave up preparing the call: the vendor did not answer",
+            reason="the process stopped during the vendor call and the vendor offers no "
+            "look-up: check at the vendor before sending a new command",
         )
 
     def _judge(
-        self, outcome: CallOutcome, base: dict[str, Any], spec: CommandSpec, replay: bool
+        self,
+        outcome: CallOutcome,
+        base: dict[str, Any],
+        spec: CommandSpec,
+        *,
+        replay: bool,
+        reading: bool = False,
     ) -> CommandResult:
         resp = outcome.response
         status_code = resp.status if resp else None
@@ -485,7 +562,7 @@ class CommandWorker:
             "http_status": status_code,
             "request_id": request_id(resp.headers) if resp else None,
         }
-        if outcome.action is Action.SUCCESS and resp is not None:
+        if outcome.action is Action.SUCCESS and resp is not None and not reading:
             return CommandResult(
                 status="succeeded",
                 **common,
@@ -499,10 +576,20 @@ class CommandWorker:
         if outcome.rule is not None and outcome.rule.alert:
             log.error("%s: %s (HTTP %s)", self.inst.name, outcome.rule.reason, status_code)
         error = resp.json_or_text() if resp is not None else outcome.error
+        unsafe = not spec.repeat_safe and not reading
+        if outcome.action is Action.RETRY and outcome.may_have_acted and unsafe:
+            return CommandResult(
+                status="ambiguous",
+                **common,
+                error=error,
+                reason=f"{outcome.error}: the vendor may have acted; check at the vendor "
+                "before sending a new command",
+            )
+        what = "reading current values: " if reading else ""
         reason = outcome.error if outcome.action is Action.FAIL else f"gave up: {outcome.error}"
-        return CommandResult(status="failed", **common, error=error, reason=reason)
+        return CommandResult(status="failed", **common, error=error, reason=what + (reason or ""))
 
-    # -- transactions ----------------------------------------------------------------------
+    # -- transactions ------------------------------------------------------------------------
 
     async def _mark_inflight(self, work: PartitionWork, command: Command, digest: str) -> None:
         entry = LedgerEntry(
@@ -512,87 +599,110 @@ class CommandWorker:
             payload_hash=digest,
             at=datetime.now(UTC),
         )
-        async with work.lock, work.producer.transaction():
+        try:
+            async with work.lock, work.producer.transaction():
+                await work.producer.send(
+                    self.inst.topics.ledger,
+                    key=command.idem_key.encode(),
+                    value=encode_entry(entry),
+                    partition=work.tp.partition,
+                )
+        except ProducerFenced:
+            work.closing = True
+            raise
+        except KafkaError as exc:
+            # Nothing was sent to the vendor yet: the command is simply tried again.
+            raise _KafkaUnavailable(f"cannot write the in-flight mark: {exc}") from None
+        work.ledger[command.idem_key] = entry
+        work.marks[command.idem_key] = False
+
+    async def _commit(self, work: PartitionWork, command: Command, decision: Decision) -> None:
+        """Result, ledger, DLQ copy and offset in one transaction, retried until it lands.
+
+        The command's offset stays pending until the commit succeeded, so no other
+        command's commit can move the group's offset past it before its result exists.
+        """
+        offset = command.record.offset
+        delay = 0.5
+        while True:
+            try:
+                async with work.lock:
+                    others = work.pending - {offset}
+                    commit_to = min(others) if others else work.highest + 1
+                    async with work.producer.transaction():
+                        await self._send_decision(work, command, decision)
+                        await work.producer.send_offsets_to_transaction(
+                            {work.tp: commit_to}, self.group_id
+                        )
+                break
+            except ProducerFenced:
+                work.closing = True  # another replica owns the partition now
+                raise
+            except KafkaError as exc:
+                if work.closing:
+                    raise
+                log.warning(
+                    "commands %s: committing command %s failed (%s); retrying in %.1fs",
+                    self.inst.name,
+                    command.command_id,
+                    exc,
+                    delay,
+                )
+                await asyncio.sleep(delay)
+                delay = min(30.0, delay * 2)
+        work.pending.discard(offset)
+        for key, entry in decision.ledger:
+            work.ledger[key] = entry
+        if decision.result is not None:
+            self.metrics.commands.labels(self.inst.name, decision.result.status).inc()
+            log.debug("command %s: %s", command.command_id, decision.result.status)
+        if decision.dlq_error is not None and decision.result is not None:
+            self.metrics.dlq.labels(self.inst.name, f"command_{decision.result.status}").inc()
+
+    async def _send_decision(
+        self, work: PartitionWork, command: Command, decision: Decision
+    ) -> None:
+        topics = self.inst.topics
+        if decision.result is not None:
+            key, value, headers = self.inst.encode(self._result_event(command, decision.result))
+            await work.producer.send(topics.results, key=key, value=value, headers=headers)
+        for ledger_key, entry in decision.ledger:
             await work.producer.send(
-                self.inst.topics.ledger,
-                key=command.idem_key.encode(),
+                topics.ledger,
+                key=ledger_key.encode(),
                 value=encode_entry(entry),
                 partition=work.tp.partition,
             )
-        work.ledger[command.idem_key] = entry
-
-    async def _finish(
-        self,
-        work: PartitionWork,
-        command: Command,
-        result: CommandResult,
-        digest: str | None,
-        *,
-        dlq_error: str | None = None,
-    ) -> None:
-        topics = self.inst.topics
-        event = self._result_event(command, result)
-        key, value, headers = self.inst.encode(event)
-        entry = None
-        if digest is not None:
-            entry = LedgerEntry(
-                state="done",
-                command_id=command.command_id,
-                command_type=command.command_type,
-                payload_hash=digest,
-                at=datetime.now(UTC),
-                result=msgspec.to_builtins(result),
+        if decision.dlq_error is not None and decision.result is not None:
+            rec = command.record
+            dlq_headers = command_dlq_headers(
+                list(rec.headers),
+                instance=self.inst.name,
+                status=decision.result.status,
+                error=decision.dlq_error,
             )
-        async with work.lock:
-            # The offset is computed inside the lock: it must cover this command.
-            work.pending.discard(command.record.offset)
-            async with work.producer.transaction():
-                await work.producer.send(topics.results, key=key, value=value, headers=headers)
-                if entry is not None:
-                    await work.producer.send(
-                        topics.ledger,
-                        key=command.idem_key.encode(),
-                        value=encode_entry(entry),
-                        partition=work.tp.partition,
-                    )
-                if dlq_error is not None:
-                    rec = command.record
-                    dlq_headers = command_dlq_headers(
-                        list(rec.headers),
-                        instance=self.inst.name,
-                        status=result.status,
-                        error=dlq_error,
-                    )
-                    await work.producer.send(
-                        topics.dlq, key=rec.key, value=rec.value, headers=dlq_headers
-                    )
-                await work.producer.send_offsets_to_transaction(
-                    {work.tp: work.commit_offset()}, self.group_id
-                )
-        if entry is not None:
-            work.ledger[command.idem_key] = entry
-        log.debug("command %s: result %s committed", command.command_id, result.status)
-        self.metrics.commands.labels(self.inst.name, result.status).inc()
-        if dlq_error is not None:
-            self.metrics.dlq.labels(self.inst.name, f"command_{result.status}").inc()
-
-    async def _commit_offsets_only(self, work: PartitionWork, command: Command) -> None:
-        async with work.lock:
-            work.pending.discard(command.record.offset)
-            async with work.producer.transaction():
-                await work.producer.send_offsets_to_transaction(
-                    {work.tp: work.commit_offset()}, self.group_id
-                )
+            await work.producer.send(topics.dlq, key=rec.key, value=rec.value, headers=dlq_headers)
 
     def _result_event(self, command: Command, result: CommandResult) -> CloudEvent:
-        result_type = f"{command.command_type}.result"
         return make_event(
             id=stable_id(self.inst.name, "result", command.command_id),
             source=f"/workbridge/{self.inst.name}",
-            type=result_type,
+            type=f"{command.command_type}.result",
             subject=command.subject,
             partitionkey=self.inst.partition_key(command.subject),
             data=msgspec.json.encode(result),
             dataschema=f"{SCHEMA_BASE}/results/command-result.json",
             extensions={"commandid": command.command_id},
         )
+
+
+def _fill_path(template: str, data: dict[str, Any]) -> str:
+    """A configured path with `{field}`s from the command data, URL-quoted."""
+    values = {}
+    for _, name, _, _ in string.Formatter().parse(template):
+        if not name:
+            continue
+        if name not in data or isinstance(data[name], (dict, list)):
+            raise Invalid(f"the configured path {template!r} needs a scalar `{name}` in data")
+        values[name] = quote(str(data[name]), safe="")
+    return template.format(**values)

@@ -6,23 +6,25 @@ from collections.abc import Mapping
 
 from adapters.core.cloudevents_codec import Headers
 
-# Never copied into the DLQ: they carry credentials.
-_SECRET_HEADERS = frozenset(
-    {"authorization", "proxy-authorization", "cookie", "x-api-key", "api-key"}
-)
-
 
 def webhook_dlq_headers(
-    request_headers: Mapping[str, str], *, instance: str, error: str
+    request_headers: Mapping[str, str],
+    *,
+    instance: str,
+    error: str,
+    secret_headers: frozenset[str],
 ) -> Headers:
-    """DLQ headers for an authentic webhook body that could not be parsed."""
+    """DLQ headers for an authentic webhook body that could not be parsed.
+
+    Request headers are kept (as `http_<name>`) but for those that carry credentials.
+    """
     headers: Headers = [
         ("workbridge_origin", b"webhook"),
         ("workbridge_instance", instance.encode()),
         ("workbridge_error", error.encode("utf-8", "replace")[:4000]),
     ]
     for name, value in request_headers.items():
-        if name.lower() not in _SECRET_HEADERS:
+        if name.lower() not in secret_headers:
             headers.append((f"http_{name.lower()}", value.encode("utf-8", "replace")))
     return headers
 

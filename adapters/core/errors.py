@@ -23,6 +23,9 @@ class Rule:
     reason: str = ""
     # Logged at error level once, e.g. invalid credentials: nobody should wait for retries.
     alert: bool = False
+    # Whether the vendor may have carried the request out although it failed. A request
+    # that is not safe to repeat (a create) is only retried when this is False.
+    may_have_acted: bool = False
 
 
 DEFAULT_RULES: Mapping[int | str, Rule] = {
@@ -32,13 +35,15 @@ DEFAULT_RULES: Mapping[int | str, Rule] = {
     ),
     403: Rule(Action.FAIL, "forbidden: the vendor user lacks permission for this call", True),
     404: Rule(Action.FAIL, "not found at the vendor"),
-    408: Rule(Action.RETRY, "vendor timed out"),
+    408: Rule(Action.RETRY, "vendor timed out waiting for the request"),
     409: Rule(Action.FAIL, "conflict at the vendor"),
     422: Rule(Action.FAIL, "validation failed at the vendor"),
     425: Rule(Action.RETRY, "too early"),
     429: Rule(Action.RETRY, "rate limited by the vendor"),
     "4xx": Rule(Action.FAIL, "request refused by the vendor"),
-    "5xx": Rule(Action.RETRY, "vendor server error"),
+    # 503 says the server did not handle the request; other 5xx may come after it acted.
+    503: Rule(Action.RETRY, "vendor unavailable"),
+    "5xx": Rule(Action.RETRY, "vendor server error", may_have_acted=True),
 }
 
 

@@ -49,7 +49,12 @@ class Instance:
             partitionkey=self.partition_key(draft.subject),
             data=draft.data,
             time=draft.time,
-            dataschema=f"{SCHEMA_BASE}/events/{draft.type}.json",
+            # Only types with a schema in schemas/ point to one (unknown vendor events don't).
+            dataschema=(
+                f"{SCHEMA_BASE}/events/{draft.type}.json"
+                if draft.type in self.spec.event_models
+                else None
+            ),
             extensions=draft.extensions,
         )
 
@@ -60,9 +65,9 @@ class Instance:
 
 def build_limiter(inst: InstanceConfig, spec: VendorSpec) -> Limiter:
     """The instance's share of its vendor budget (configured, else documented, else none)."""
-    if inst.rate_limit is not None:
-        per_replica = max(1, inst.rate_limit.requests // max(1, inst.rate_limit.replicas))
-        return SlidingWindowLimiter(per_replica, inst.rate_limit.per_seconds)
+    limit = inst.rate_limit
+    if limit is not None:
+        return SlidingWindowLimiter(limit.requests // limit.processes, limit.per_seconds)
     if spec.rate_limit is not None:
         return SlidingWindowLimiter(spec.rate_limit.requests, spec.rate_limit.per_seconds)
     return Unlimited()
@@ -76,5 +81,6 @@ def build_instance(inst: InstanceConfig, spec: VendorSpec, prefix: str) -> Insta
         limiter=build_limiter(inst, spec),
         timeout_s=inst.http_timeout_s,
         user_agent=spec.user_agent(inst),
+        rate_limit_headers=spec.rate_limit_headers,
     )
     return Instance(cfg=inst, spec=spec, topics=Topics(prefix, inst.instance_name), client=client)

@@ -84,31 +84,46 @@ class Topics:
         return f"{self.prefix}.{self.name}.{role}"
 
 
-COMPACTED = {"cleanup.policy": "compact", "min.compaction.lag.ms": "60000"}
+def _topic_configs(cfg: KafkaConfig) -> dict[str, dict[str, str]]:
+    topics = cfg.topics
+    min_isr = topics.min_insync_replicas or max(1, topics.replication_factor - 1)
+    base = {"min.insync.replicas": str(min_isr)}
+    return {
+        "plain": base,
+        # Cursors must never expire: a lost cursor re-publishes everything.
+        "cursors": {**base, "cleanup.policy": "compact", "min.compaction.lag.ms": "60000"},
+        # The ledger is compacted and expires after the idempotency window.
+        "ledger": {
+            **base,
+            "cleanup.policy": "compact,delete",
+            "retention.ms": str(int(topics.ledger_retention_days * 86_400_000)),
+            "min.compaction.lag.ms": "60000",
+        },
+    }
 
 
 async def ensure_topics(cfg: KafkaConfig, topics: list[Topics]) -> None:
-    """Create missing topics. The ledger gets the commands topic's partition count."""
+    """Create missing topics; check that each ledger has its commands topic's partitions."""
     admin = AIOKafkaAdminClient(**client_kwargs(cfg), client_id=f"{cfg.client_id}-admin")
     await admin.start()
     try:
         existing_names = set(await admin.list_topics())
+        configs = _topic_configs(cfg)
         wanted: list[NewTopic] = []
         parts, repl = cfg.topics.partitions, cfg.topics.replication_factor
         for t in topics:
             for name in (t.events, t.commands, t.results, t.dlq):
-                wanted.append(NewTopic(name, parts, repl))
-            wanted.append(NewTopic(t.cursors, parts, repl, topic_configs=COMPACTED))
+                wanted.append(NewTopic(name, parts, repl, topic_configs=configs["plain"]))
+            wanted.append(NewTopic(t.cursors, parts, repl, topic_configs=configs["cursors"]))
             ledger_parts = parts
             if t.commands in existing_names:
-                described = await admin.describe_topics([t.commands])
-                ledger_parts = len(described[0]["partitions"])
-            wanted.append(NewTopic(t.ledger, ledger_parts, repl, topic_configs=COMPACTED))
+                ledger_parts = await _partition_count(admin, t.commands)
+            wanted.append(NewTopic(t.ledger, ledger_parts, repl, topic_configs=configs["ledger"]))
         missing = [n for n in wanted if n.name not in existing_names]
         if missing:
             if not cfg.topics.create:
                 names = ", ".join(n.name for n in missing)
-                raise RuntimeError(
+                raise TopicsNotReady(
                     f"topics missing: {names}; create them or set kafka.topics.create: true"
                 )
             # Another replica may create them at the same moment.
@@ -116,8 +131,24 @@ async def ensure_topics(cfg: KafkaConfig, topics: list[Topics]) -> None:
                 await admin.create_topics(missing)
             log.info("created topics: %s", ", ".join(n.name for n in missing))
         await _wait_for_metadata(admin, [n.name for n in wanted])
+        for t in topics:
+            commands = await _partition_count(admin, t.commands)
+            if commands != await _partition_count(admin, t.ledger):
+                raise TopicsNotReady(
+                    f"{t.ledger} has a different partition count than {t.commands}: the ledger "
+                    "must be co-partitioned with the commands (recreate it with the same count)"
+                )
     finally:
         await admin.close()
+
+
+class TopicsNotReady(Exception):
+    """The topics cannot be used as they are; the message says what to do."""
+
+
+async def _partition_count(admin: AIOKafkaAdminClient, topic: str) -> int:
+    described = await admin.describe_topics([topic])
+    return len(described[0]["partitions"])
 
 
 async def _wait_for_metadata(admin: AIOKafkaAdminClient, names: list[str]) -> None:

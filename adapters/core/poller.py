@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import logging
 import zlib
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -30,6 +31,7 @@ from adapters.core.metrics import Metrics
 from adapters.core.state_restore import restore_partition
 from adapters.core.vendor import EventDraft, PollResource, PollSpec
 from adapters.core.vendor_call import RetryPolicy, call_with_retry
+from adapters.core.vendor_http import ForeignURL
 
 log = logging.getLogger(__name__)
 
@@ -186,8 +188,9 @@ class PollTask:
         params = {**self.res.params, spec.page_size_param: str(self.inst.cfg.polling.page_size)}
         if self.cursor.mark is not None:
             params[self.res.since_param] = spec.format_since(self.cursor.mark - self.overlap)
-        # A record deleted while we page shifts later pages by one and could hide a change;
-        # the vendor's total tells us, and the listing is read again.
+        # A record deleted while we page shifts later pages by one and could hide a change.
+        # The vendor's total on every page tells us; such a listing is read again, and one
+        # that never holds still moves no cursor (the next interval tries again).
         for _ in range(3):
             records: list[dict[str, Any]] = []
             # The path may be overridden per instance where the vendor document gives none.
@@ -195,37 +198,42 @@ class PollTask:
                 self.res.name, self.res.path
             )
             first_params: dict[str, str] | None = params
-            total: int | None = None
+            totals: set[int | None] = set()
             while url is not None:
-                outcome = await call_with_retry(
-                    self.inst.client,
-                    "GET",
-                    url,
-                    errors=self.inst.spec.errors,
-                    policy=self.policy,
-                    params=first_params,
-                )
+                try:
+                    outcome = await call_with_retry(
+                        self.inst.client,
+                        "GET",
+                        url,
+                        errors=self.inst.spec.errors,
+                        policy=self.policy,
+                        params=first_params,
+                    )
+                except ForeignURL as exc:
+                    raise PollError(f"{self.res.name}: next page {exc}") from None
                 self.metrics.vendor_calls.labels(
                     self.inst.name, str(outcome.response.status if outcome.response else "none")
                 ).inc()
                 if outcome.action is not Action.SUCCESS or outcome.response is None:
                     status = outcome.response.status if outcome.response else "no answer"
                     raise PollError(f"GET {url}: {status}: {outcome.error}")
-                page = spec.read_page(outcome.response)
-                if total is None:
-                    total = page.total
+                try:
+                    page = spec.read_page(outcome.response)
+                except (ValueError, msgspec.DecodeError) as exc:
+                    raise PollError(f"GET {url}: unreadable listing: {exc}") from None
+                totals.add(page.total)
                 records.extend(page.records)
                 url, first_params = page.next_url, None
-            if total is None or len(records) == total:
+            if totals == {None} or totals == {len(records)}:
                 return records
             log.warning(
-                "poll %s/%s: listing changed while paging (%d of %d); reading again",
+                "poll %s/%s: listing changed while paging (%d records, totals %s); reading again",
                 self.inst.name,
                 self.res.name,
                 len(records),
-                total,
+                sorted(t or 0 for t in totals),
             )
-        return records
+        raise PollError(f"{self.res.name}: the listing kept changing while paged; cursor kept")
 
 
 class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -236,14 +244,27 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
         await self.runner.release([tp.partition for tp in revoked])
 
     async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
-        await self.runner.acquire([tp.partition for tp in assigned])
+        try:
+            await self.runner.acquire([tp.partition for tp in assigned])
+        except Exception as exc:
+            # aiokafka would swallow this and leave those poll tasks unowned.
+            self.runner.on_fatal(f"cannot take over poll partitions {assigned}: {exc}")
+            raise
 
 
 class PollRunner:
     """Runs the poll tasks of one instance whose cursor partitions this process owns."""
 
-    def __init__(self, inst: Instance, kafka: KafkaConfig, metrics: Metrics) -> None:
+    def __init__(
+        self,
+        inst: Instance,
+        kafka: KafkaConfig,
+        metrics: Metrics,
+        *,
+        on_fatal: Callable[[str], None] | None = None,
+    ) -> None:
         self.inst, self.kafka, self.metrics = inst, kafka, metrics
+        self.on_fatal = on_fatal or (lambda message: log.critical("%s", message))
         spec = inst.spec.poll
         assert spec is not None
         self.resources = [spec.resources[name] for name in inst.cfg.polling.resources]
@@ -264,6 +285,11 @@ class PollRunner:
         self.consumer.subscribe([self.inst.topics.cursors], listener=_Rebalance(self))
         await self.consumer.start()
         self._loop_task = asyncio.create_task(self._membership())
+        self._loop_task.add_done_callback(self._loop_ended)
+
+    def _loop_ended(self, task: asyncio.Task[None]) -> None:
+        if not task.cancelled() and task.exception() is not None:
+            self.on_fatal(f"poller group loop of {self.inst.name} died: {task.exception()!r}")
 
     async def _membership(self) -> None:
         # Group membership needs regular polls; the records are our own cursors, already known.
@@ -325,7 +351,10 @@ class PollRunner:
     def _partition_count(self) -> int:
         assert self.consumer is not None
         parts = self.consumer.partitions_for_topic(self.inst.topics.cursors)
-        return len(parts) if parts else 1
+        if not parts:
+            # Guessing would let two replicas own one resource under different ids.
+            raise RuntimeError(f"no partition metadata for {self.inst.topics.cursors}")
+        return len(parts)
 
     async def _restore(self, partition: int) -> dict[str, Cursor]:
         return await restore_partition(
@@ -339,7 +368,7 @@ class PollRunner:
         """Stop polling, leave the group (another replica takes over)."""
         if self._loop_task is not None:
             self._loop_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
+            with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._loop_task
         await self.release(list(self.owned))
         if self.consumer is not None:

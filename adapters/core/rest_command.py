@@ -22,12 +22,15 @@ def rest_command(
     prepare: Prepare | None = None,
     lookup: Lookup | None = None,
     path_not_documented: bool = False,
+    path_guessed: bool = False,
+    repeat_safe: bool | None = None,
     description: str = "",
 ) -> CommandSpec:
     """A command whose `{field}`s in `path` and `header_fields` are taken out of the body.
 
     `wrap` nests the body under one key (`{"work_order": {...}}`) for vendors that want it.
     Fields left at their default (None) are not sent, so an update sends only what it sets.
+    Updates and deletes are taken as safe to repeat unless `repeat_safe` says otherwise.
     """
     path_fields = {name for _, name, _, _ in string.Formatter().parse(path) if name}
     headers_map = dict(header_fields or {})
@@ -53,5 +56,7 @@ def rest_command(
         prepare=prepare,
         lookup=lookup,
         path_not_documented=path_not_documented,
+        path_guessed=path_guessed,
+        repeat_safe=kind in ("update", "delete") if repeat_safe is None else repeat_safe,
         description=description,
     )

@@ -15,11 +15,12 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 import msgspec
 
 from adapters.core.errors import ErrorTable
-from adapters.core.secret import Secret
+from adapters.core.vendor_http import RateLimitHeaders
 
 if TYPE_CHECKING:
     from adapters.config import InstanceConfig
-    from adapters.core.vendor_http import VendorClient, VendorResponse
+    from adapters.core.vendor_call import CallOutcome
+    from adapters.core.vendor_http import VendorResponse
 
 
 class EventDraft(msgspec.Struct, frozen=True, kw_only=True):
@@ -51,9 +52,13 @@ class WebhookRequest(msgspec.Struct, frozen=True):
 
 
 class WebhookVerifier(Protocol):
-    """Checks a webhook's authenticity; raises `WebhookRejected` when it is not."""
+    """Checks a webhook's authenticity for an instance; raises `WebhookRejected`.
 
-    def __call__(self, request: WebhookRequest, secret: Secret | None) -> None: ...
+    Returns the delivery's replay key (e.g. a signed nonce) when the vendor gives one: the
+    server refuses a second delivery with that key once the first one was published.
+    """
+
+    def __call__(self, request: WebhookRequest, instance: InstanceConfig) -> str | None: ...
 
 
 class WebhookMapper(Protocol):
@@ -70,6 +75,8 @@ class WebhookSpec:
     to_events: WebhookMapper
     # The vendor's answer deadline; the Kafka ack wait is kept below it.
     deadline_s: float = 10.0
+    # How long a replay key is remembered (the vendor's timestamp tolerance).
+    replay_window_s: Callable[[InstanceConfig], float] = lambda _i: 0.0
 
 
 @dataclass(frozen=True)
@@ -79,10 +86,10 @@ class PollResource:
     name: str
     path: str
     event_resource: str
+    replication_key: str
+    since_param: str
+    created_key: str | None = None
     primary_key: str = "id"
-    replication_key: str = "updated_at"
-    created_key: str | None = "created_at"
-    since_param: str = "updated_after"
     params: Mapping[str, str] = field(default_factory=dict)
 
 
@@ -105,7 +112,7 @@ class PollSpec:
     read_page: PageReader
     parse_time: Callable[[str], datetime]
     format_since: Callable[[datetime], str]
-    page_size_param: str = "per_page"
+    page_size_param: str
 
 
 CommandKind = Literal["create", "update", "delete", "action"]
@@ -120,8 +127,23 @@ class PreparedCall(msgspec.Struct, frozen=True, kw_only=True):
     headers: dict[str, str] = msgspec.field(default_factory=dict)
 
 
-Prepare = Callable[["VendorClient", msgspec.Struct, PreparedCall], Awaitable[PreparedCall]]
-Lookup = Callable[["VendorClient", msgspec.Struct], Awaitable["VendorResponse | None"]]
+class PrepareFailed(Exception):
+    """A read needed to build the call failed; the outcome says how (the vendor's answer)."""
+
+    def __init__(self, outcome: CallOutcome) -> None:
+        super().__init__(outcome.error or "vendor read failed")
+        self.outcome = outcome
+
+
+class Reader(Protocol):
+    """Reads from the vendor with the command's retry policy; raises `PrepareFailed`."""
+
+    async def get(self, path: str, headers: Mapping[str, str]) -> VendorResponse: ...
+
+
+Prepare = Callable[[Reader, msgspec.Struct, PreparedCall], Awaitable[PreparedCall]]
+# Finds the record a create made (after a crash mid-call); None when there is none.
+Lookup = Callable[[Reader, msgspec.Struct], Awaitable["VendorResponse | None"]]
 
 
 @dataclass(frozen=True)
@@ -138,8 +160,12 @@ class CommandSpec:
     prepare: Prepare | None = None
     # After a crash mid-call: find out whether the vendor acted. None → `ambiguous` for creates.
     lookup: Lookup | None = None
+    # Whether sending the same request twice has the effect of sending it once.
+    repeat_safe: bool = False
     # The document does not give the path: the action is off unless the user sets it.
     path_not_documented: bool = False
+    # The path is a guess (the document is silent): on, overridable in options.command_paths.
+    path_guessed: bool = False
     description: str = ""
 
 
@@ -159,19 +185,18 @@ class VendorSpec:
     auth_headers: Callable[[InstanceConfig], dict[str, str]]
     errors: ErrorTable
     rate_limit: RateLimit | None = None
+    rate_limit_headers: RateLimitHeaders | None = None
     webhook: WebhookSpec | None = None
     poll: PollSpec | None = None
     commands: Mapping[str, CommandSpec] = field(default_factory=dict)
     # Return (key, problem) when an instance's settings cannot work for this vendor.
     check_instance: Callable[[InstanceConfig], tuple[str, str] | None] = lambda _i: None
+    # Things an operator must hear at start-up (e.g. webhooks accepted unsigned).
+    startup_warnings: Callable[[InstanceConfig], list[str]] = lambda _i: []
     user_agent: Callable[[InstanceConfig], str] = lambda _i: "workbridge/0.1"
+    # Request headers that carry credentials: never copied into the DLQ.
+    secret_headers: frozenset[str] = frozenset({"authorization", "proxy-authorization", "cookie"})
     # Data schemas of the vendor's event types, for schemas/ (type -> model).
     event_models: Mapping[str, type[msgspec.Struct]] = field(default_factory=dict)
-
-
-class Transient(Exception):
-    """A vendor-side step failed in a way worth retrying (429, 5xx, no answer)."""
-
-    def __init__(self, message: str, response: VendorResponse | None = None) -> None:
-        super().__init__(message)
-        self.response = response
+    # Defaults of this vendor's command retries (e.g. "retry a few minutes later").
+    retry_base_s: float | None = None

@@ -5,14 +5,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import msgspec
 
 from adapters.core.errors import Action, ErrorTable, Rule
 from adapters.core.retry import next_delay
-from adapters.core.vendor_http import TransportError, VendorClient, VendorResponse
+from adapters.core.vendor_http import BeforeSend, TransportError, VendorClient, VendorResponse
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +34,8 @@ class CallOutcome(msgspec.Struct, kw_only=True):
     response: VendorResponse | None = None
     error: str | None = None
     rule: Rule | None = None
+    # True when a failed attempt may still have been carried out by the vendor.
+    may_have_acted: bool = False
 
 
 async def call_with_retry(
@@ -43,30 +45,51 @@ async def call_with_retry(
     *,
     errors: ErrorTable,
     policy: RetryPolicy,
+    repeat_safe: bool = True,
     params: Mapping[str, str] | None = None,
     json: Any = None,
     headers: Mapping[str, str] | None = None,
+    before_send: BeforeSend | None = None,
+    after_attempt: Callable[[bool], None] | None = None,
 ) -> CallOutcome:
-    """Call until success, a permanent failure, the attempt limit or the deadline."""
+    """Call until success, a permanent failure, the attempt limit or the deadline.
+
+    A request that is not `repeat_safe` (a create without a vendor idempotency key) is
+    retried only after failures that prove the vendor did not act (429, 503, no connection);
+    after any other failure it stops, with `may_have_acted` set. `after_attempt` hears,
+    after each attempt, whether any attempt so far may have reached the vendor.
+    """
     deadline = time.monotonic() + policy.deadline_s
     attempt = 0
+    acted = False
     while True:
         attempt += 1
         response: VendorResponse | None = None
         try:
-            response = await client.request(method, path, params=params, json=json, headers=headers)
+            response = await client.request(
+                method, path, params=params, json=json, headers=headers, before_send=before_send
+            )
         except TransportError as exc:
-            outcome = CallOutcome(action=Action.RETRY, attempts=attempt, error=str(exc))
+            acted = acted or exc.may_have_acted
+            outcome = CallOutcome(
+                action=Action.RETRY, attempts=attempt, error=str(exc), may_have_acted=acted
+            )
         else:
             rule = errors.rule(response.status)
+            acted = acted or (rule.action is Action.RETRY and rule.may_have_acted)
             outcome = CallOutcome(
                 action=rule.action,
                 attempts=attempt,
                 response=response,
                 rule=rule,
                 error=None if rule.action is Action.SUCCESS else rule.reason,
+                may_have_acted=acted,
             )
+        if after_attempt is not None:
+            after_attempt(acted or outcome.action is not Action.RETRY)
         if outcome.action is not Action.RETRY:
+            return outcome
+        if acted and not repeat_safe:
             return outcome
         delay = next_delay(
             attempt - 1,

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Mapping
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 import aiohttp
 import msgspec
@@ -33,7 +36,31 @@ class VendorResponse(msgspec.Struct, frozen=True):
 
 
 class TransportError(Exception):
-    """No answer from the vendor (connection refused, reset, timeout): retriable."""
+    """No answer from the vendor (connection refused, reset, timeout): retriable.
+
+    `may_have_acted` is False only when the request provably never reached the vendor
+    (no connection could be made); once it was sent, a lost answer says nothing.
+    """
+
+    def __init__(self, message: str, *, may_have_acted: bool) -> None:
+        super().__init__(message)
+        self.may_have_acted = may_have_acted
+
+
+class ForeignURL(Exception):
+    """A URL from a vendor answer points elsewhere than the instance's base URL."""
+
+
+@dataclass(frozen=True)
+class RateLimitHeaders:
+    """A vendor's rate-limit headers (names lower-case); `reset` in seconds or epoch seconds."""
+
+    remaining: str
+    reset: str
+    reset_is_epoch: bool = False
+
+
+BeforeSend = Callable[[], Awaitable[None]]
 
 
 class VendorClient:
@@ -47,12 +74,16 @@ class VendorClient:
         limiter: Limiter,
         timeout_s: float,
         user_agent: str,
+        rate_limit_headers: RateLimitHeaders | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
+        self._origin = _origin(self.base_url)
         self._auth = dict(auth_headers)
         self.limiter = limiter
-        self._timeout = aiohttp.ClientTimeout(total=timeout_s)
+        # A separate connect timeout tells "never reached the vendor" from "no answer".
+        self._timeout = aiohttp.ClientTimeout(total=timeout_s, sock_connect=min(10.0, timeout_s))
         self._user_agent = user_agent
+        self._rl_headers = rate_limit_headers
         self._session: aiohttp.ClientSession | None = None
 
     def _http(self) -> aiohttp.ClientSession:
@@ -69,8 +100,14 @@ class VendorClient:
             await self._session.close()
 
     def url(self, path_or_url: str) -> str:
-        """An absolute URL for a path below the base URL (absolute URLs pass through)."""
+        """An absolute URL below the base URL.
+
+        Absolute URLs (a `Link: rel="next"`) must have the base URL's scheme, host and port:
+        the credentials go with every request and must not follow a link elsewhere.
+        """
         if path_or_url.startswith(("http://", "https://")):
+            if _origin(path_or_url) != self._origin:
+                raise ForeignURL(f"refusing to send credentials to {_origin(path_or_url)}")
             return path_or_url
         return f"{self.base_url}/{path_or_url.lstrip('/')}"
 
@@ -82,9 +119,17 @@ class VendorClient:
         params: Mapping[str, str] | None = None,
         json: Any = None,
         headers: Mapping[str, str] | None = None,
+        before_send: BeforeSend | None = None,
     ) -> VendorResponse:
-        """One request within the instance's budget; raises `TransportError` on no answer."""
+        """One request within the instance's budget; raises `TransportError` on no answer.
+
+        `before_send` runs once the budget allows the request, right before it goes out
+        (the command worker commits its in-flight mark there).
+        """
+        url = self.url(path_or_url)
         await self.limiter.acquire()
+        if before_send is not None:
+            await before_send()
         all_headers = {**self._auth, **(headers or {})}
         body = None
         if json is not None:
@@ -92,25 +137,42 @@ class VendorClient:
             all_headers["Content-Type"] = "application/json"
         try:
             async with self._http().request(
-                method, self.url(path_or_url), params=params, data=body, headers=all_headers
+                method, url, params=params, data=body, headers=all_headers
             ) as resp:
                 raw = await resp.read()
                 answer = VendorResponse(
                     resp.status, {k.lower(): v for k, v in resp.headers.items()}, raw
                 )
+        except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as exc:
+            raise TransportError(
+                f"{method} {path_or_url}: cannot connect ({type(exc).__name__})",
+                may_have_acted=False,
+            ) from None
         except (TimeoutError, aiohttp.ClientError) as exc:
-            # The URL has no credentials in it; the exception text names host and reason only.
-            raise TransportError(f"{method} {path_or_url}: {type(exc).__name__}: {exc}") from None
+            # The URL holds no credentials; the exception text names host and reason only.
+            raise TransportError(
+                f"{method} {path_or_url}: {type(exc).__name__}: {exc}", may_have_acted=True
+            ) from None
         self._adapt(answer)
         return answer
 
     def _adapt(self, answer: VendorResponse) -> None:
         if answer.status == 429:
             wait = retry_after_seconds(answer.headers)
-            # No Retry-After: sit out a whole window of the documented budget.
+            # No Retry-After: sit out a whole window of the budget.
             self.limiter.pause(wait if wait is not None else getattr(self.limiter, "window", 1.0))
-        remaining = answer.headers.get("x-ratelimit-remaining")
-        reset = answer.headers.get("x-ratelimit-reset")
+        names = self._rl_headers
+        if names is None:
+            return
+        remaining = answer.headers.get(names.remaining)
+        reset = answer.headers.get(names.reset)
         if remaining is not None and reset is not None:
             with contextlib.suppress(ValueError):
-                self.limiter.observe_remaining(int(remaining), float(reset))
+                reset_in = float(reset) - time.time() if names.reset_is_epoch else float(reset)
+                self.limiter.observe_remaining(int(remaining), reset_in)
+
+
+def _origin(url: str) -> str:
+    parts = urlsplit(url)
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    return f"{parts.scheme}://{(parts.hostname or '').lower()}:{port}"

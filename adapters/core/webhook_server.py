@@ -7,8 +7,10 @@ retries. Stable event ids make those retries harmless for consumers.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
+from collections import defaultdict
 from collections.abc import Callable
 from datetime import UTC, datetime
 
@@ -19,6 +21,7 @@ from adapters.core.dlq import webhook_dlq_headers
 from adapters.core.instance import Instance
 from adapters.core.metrics import Metrics
 from adapters.core.publisher import NotAcknowledged, Overloaded, Publisher
+from adapters.core.replay_guard import ReplayGuard
 from adapters.core.vendor import WebhookRejected, WebhookRequest, WebhookUnparseable
 
 log = logging.getLogger(__name__)
@@ -46,6 +49,7 @@ class WebhookServer:
         self.send_timeout_s = send_timeout_s
         self.ready = ready
         self.draining = False
+        self.replays: defaultdict[str, ReplayGuard] = defaultdict(ReplayGuard)
         self.app = web.Application(client_max_size=max_body_bytes)
         self.app.router.add_post("/webhooks/{name}", self.webhook)
         self.app.router.add_get("/healthz", self.healthz)
@@ -85,35 +89,39 @@ class WebhookServer:
         assert spec is not None
         if self.draining or self.publisher is None:
             return "draining", _answer(503, "shutting down; retry", retry_after=5)
+        started = time.monotonic()
+        budget = max(0.5, spec.deadline_s - DEADLINE_MARGIN_S)
         try:
-            body = await request.read()
+            # A slow upload must not hold the vendor past its deadline either.
+            body = await asyncio.wait_for(request.read(), budget)
         except web.HTTPRequestEntityTooLarge:
             return "too_large", _answer(413, "body exceeds server.max_body_bytes")
+        except TimeoutError:
+            return "slow_body", _answer(408, "request body not received in time")
         wreq = WebhookRequest(
             {k.lower(): v for k, v in request.headers.items()}, body, datetime.now(UTC)
         )
+        window = spec.replay_window_s(inst.cfg)
         try:
-            spec.verify(wreq, inst.cfg.webhook_secret)
+            replay_key = spec.verify(wreq, inst.cfg)
+            if replay_key is not None and self.replays[inst.name].seen(replay_key, window):
+                raise WebhookRejected("replayed delivery (its nonce was already published)")
         except WebhookRejected as exc:
             log.warning("webhook for %s refused: %s", inst.name, exc)
             return "unauthorized", _answer(401, "signature or credentials rejected")
-        timeout = max(0.5, min(self.send_timeout_s, spec.deadline_s - DEADLINE_MARGIN_S))
+        timeout = max(0.5, min(self.send_timeout_s, budget - (time.monotonic() - started)))
         try:
             drafts = spec.to_events(wreq, inst.name)
-        except WebhookUnparseable as exc:
-            headers = webhook_dlq_headers(wreq.headers, instance=inst.name, error=str(exc))
-            record = (inst.topics.dlq, None, body, headers)
-            try:
-                await self.publisher.publish([record], timeout_s=timeout)
-            except (NotAcknowledged, Overloaded, KafkaError):
-                return "kafka_unavailable", _answer(503, "Kafka unavailable; retry", retry_after=5)
-            self.metrics.dlq.labels(inst.name, "unparseable_webhook").inc()
-            log.warning("webhook for %s sent to the DLQ: %s", inst.name, exc)
-            return "dlq", _answer(202, "accepted into the dead-letter topic")
-        records = []
-        for draft in drafts:
-            key, value, headers = inst.encode(inst.event(draft))
-            records.append((inst.topics.events, key, value, headers))
+            records = []
+            for draft in drafts:
+                key, value, headers = inst.encode(inst.event(draft))
+                records.append((inst.topics.events, key, value, headers))
+        except Exception as exc:
+            # Authentic but not understood (or a mapping bug): kept in the DLQ, answered 2xx
+            # so the vendor neither retries for ever nor disables the webhook.
+            if not isinstance(exc, WebhookUnparseable):
+                log.exception("webhook for %s could not be mapped", inst.name)
+            return await self._dead_letter(inst, wreq, str(exc) or type(exc).__name__, timeout)
         try:
             await self.publisher.publish(records, timeout_s=timeout)
         except Overloaded:
@@ -121,8 +129,27 @@ class WebhookServer:
         except (NotAcknowledged, KafkaError) as exc:
             log.error("webhook for %s not published: %s", inst.name, exc)
             return "kafka_unavailable", _answer(503, "Kafka unavailable; retry", retry_after=5)
+        if replay_key is not None:
+            self.replays[inst.name].remember(replay_key, window)
         self.metrics.events.labels(inst.name, "webhook").inc(len(records))
         return "published", _answer(200, "published")
+
+    async def _dead_letter(
+        self, inst: Instance, wreq: WebhookRequest, error: str, wait_s: float
+    ) -> tuple[str, web.Response]:
+        assert self.publisher is not None
+        headers = webhook_dlq_headers(
+            wreq.headers, instance=inst.name, error=error, secret_headers=inst.spec.secret_headers
+        )
+        try:
+            await self.publisher.publish(
+                [(inst.topics.dlq, None, wreq.body, headers)], timeout_s=wait_s
+            )
+        except (NotAcknowledged, Overloaded, KafkaError):
+            return "kafka_unavailable", _answer(503, "Kafka unavailable; retry", retry_after=5)
+        self.metrics.dlq.labels(inst.name, "unparseable_webhook").inc()
+        log.warning("webhook for %s sent to the DLQ: %s", inst.name, error)
+        return "dlq", _answer(202, "accepted into the dead-letter topic")
 
 
 def _answer(status: int, message: str, *, retry_after: int | None = None) -> web.Response:

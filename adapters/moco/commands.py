@@ -8,8 +8,8 @@ from typing import Annotated, Any, Literal
 import msgspec
 
 from adapters.core.rest_command import rest_command
-from adapters.core.vendor import CommandSpec, PreparedCall, Transient
-from adapters.core.vendor_http import VendorClient
+from adapters.core.vendor import CommandSpec, PreparedCall, Reader
+from adapters.moco.undocumented import COMMAND_PATHS, CUSTOM_PROPERTY_RESOURCES
 
 Date = Annotated[datetime.date, msgspec.Meta(description="YYYY-MM-DD")]
 Id = Annotated[int, msgspec.Meta(gt=0)]
@@ -126,18 +126,22 @@ class CompanyUpdate(_Command):
 
 
 async def merge_custom_properties(
-    client: VendorClient, data: msgspec.Struct, call: PreparedCall
+    reader: Reader, data: msgspec.Struct, call: PreparedCall
 ) -> PreparedCall:
-    """MOCO removes every custom property an update leaves out: send the current ones too."""
+    """MOCO removes the custom properties an update does not send: send the current ones too.
+
+    Done for every update of a resource with custom fields, also one that sets none: the
+    document's warning does not say an update without `custom_properties` is safe.
+    """
     body = call.json
-    if not isinstance(body, dict) or "custom_properties" not in body:
+    if not isinstance(body, dict):
         return call
-    response = await client.request("GET", call.path, headers=call.headers)
-    if response.status != 200:
-        raise Transient(f"reading current custom_properties: HTTP {response.status}", response)
+    response = await reader.get(call.path, call.headers)
     current: Any = (response.json() or {}).get("custom_properties") or {}
-    merged = {**current, **body["custom_properties"]}
-    return msgspec.structs.replace(call, json={**body, "custom_properties": merged})
+    given = body.get("custom_properties") or {}
+    if not current and not given:
+        return call
+    return msgspec.structs.replace(call, json={**body, "custom_properties": {**current, **given}})
 
 
 IMPERSONATE = {"impersonate_user_id": "X-IMPERSONATE-USER-ID"}
@@ -145,11 +149,13 @@ IMPERSONATE = {"impersonate_user_id": "X-IMPERSONATE-USER-ID"}
 
 def _catalogue() -> dict[str, CommandSpec]:
     specs = []
-    for resource, path, create, update in (
-        ("activity", "/activities", ActivityCreate, ActivityUpdate),
-        ("project", "/projects", ProjectCreate, ProjectUpdate),
-        ("company", "/companies", CompanyCreate, CompanyUpdate),
+    for resource, create, update in (
+        ("activity", ActivityCreate, ActivityUpdate),
+        ("project", ProjectCreate, ProjectUpdate),
+        ("company", CompanyCreate, CompanyUpdate),
     ):
+        path, guessed = COMMAND_PATHS[resource]
+        merge = merge_custom_properties if resource in CUSTOM_PROPERTY_RESOURCES else None
         prefix = f"workbridge.moco.{resource}"
         specs += [
             rest_command(
@@ -159,6 +165,7 @@ def _catalogue() -> dict[str, CommandSpec]:
                 path,
                 kind="create",
                 header_fields=IMPERSONATE,
+                path_guessed=guessed,
                 description=create.__doc__ or "",
             ),
             rest_command(
@@ -168,7 +175,8 @@ def _catalogue() -> dict[str, CommandSpec]:
                 f"{path}/{{id}}",
                 kind="update",
                 header_fields=IMPERSONATE,
-                prepare=merge_custom_properties,
+                path_guessed=guessed,
+                prepare=merge,
                 description=update.__doc__ or "",
             ),
             rest_command(
@@ -178,6 +186,7 @@ def _catalogue() -> dict[str, CommandSpec]:
                 f"{path}/{{id}}",
                 kind="delete",
                 header_fields=IMPERSONATE,
+                path_guessed=guessed,
                 description=f"Delete a {resource}.",
             ),
         ]

@@ -92,16 +92,14 @@ class FakeMocoBehaviour(msgspec.Struct, frozen=True, kw_only=True):
     # Required fields and their checks (see the class docstring for the rule syntax).
     validation_rules: dict[str, dict[str, str]] = msgspec.field(  # not in the vendor document
         default_factory=lambda: {
-            "activities": {
-                "date": "date",
-                "description": "text",
-                "project_id": "ref:projects",
-                "hours": "number",
-            },
+            "activities": {"date": "date", "project_id": "ref:projects"},
             "projects": {"name": "string", "customer_id": "ref:companies"},
             "companies": {"name": "string", "type": "enum:customer|supplier|organization"},
         }
     )
+    # The document's warning ("all of them have to be provided") can also be read as: an
+    # update that sends no custom_properties at all erases them. True makes the fake do so.
+    update_without_custom_erases: bool = False  # not in the vendor document
     # Custom field values must be strings, or lists of strings for multiple choice (the
     # document says they are "encoded as strings"); rejecting anything else with 422 is a guess.
     strict_custom_property_types: bool = True  # not in the vendor document
@@ -988,6 +986,8 @@ class FakeMoco:
                 changed = any(existing.get(k) != v for k, v in fields.items())
                 # Documented: custom_properties, when sent, replace the whole set: any custom
                 # field not sent is removed. A plain dict assignment does exactly that.
+                if "custom_properties" not in fields and behaviour.update_without_custom_erases:
+                    fields["custom_properties"] = {}
                 existing.update(fields)
                 if changed or behaviour.bump_on_noop_update:
                     existing["updated_at"] = self._now()

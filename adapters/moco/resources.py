@@ -9,7 +9,7 @@ import msgspec
 from adapters.core.pagination import link_url
 from adapters.core.vendor import Page, PollResource, PollSpec
 from adapters.core.vendor_http import VendorResponse
-from adapters.moco.undocumented import RESOURCE_PATHS
+from adapters.moco.undocumented import PAGE_SIZE_PARAM, RESOURCE_PATHS
 
 _SINGULAR = {
     "projects": "project",
@@ -48,12 +48,20 @@ def format_since(value: datetime) -> str:
 
 POLL = PollSpec(
     resources={
-        name: PollResource(name=name, path=path, event_resource=_SINGULAR[name])
+        name: PollResource(
+            name=name,
+            path=path,
+            event_resource=_SINGULAR[name],
+            replication_key="updated_at",  # documented: sent for all entities
+            created_key="created_at",
+            since_param="updated_after",  # documented filter for synchronisation
+        )
         for name, path in RESOURCE_PATHS.items()
     },
     read_page=read_page,
     parse_time=parse_time,
     format_since=format_since,
+    page_size_param=PAGE_SIZE_PARAM,
 )
 
 

@@ -17,6 +17,19 @@ RESOURCE_PATHS = {
     "invoices": "/invoices",  # not in the vendor document
 }
 
+# Paths of the command catalogue: (path, guessed). The document creates customers at
+# /customers; the records are "companies" elsewhere in MOCO.
+COMMAND_PATHS = {
+    "activity": ("/activities", True),  # not in the vendor document
+    "project": ("/projects", False),
+    "company": ("/companies", True),  # not in the vendor document
+}
+
+# Resources whose updates are merged with the current custom properties (the document
+# shows custom fields on customers and says "many of its resources"; these are the ones the
+# catalogue updates that carry them).
+CUSTOM_PROPERTY_RESOURCES = frozenset({"project", "company"})  # not in the vendor document
+
 # X-Moco-Target values that name a resource differently from its collection, so that
 # webhook and polled events of one record share a subject (and so a partition).
 TARGET_RESOURCES = {
@@ -24,5 +37,5 @@ TARGET_RESOURCES = {
     "Company": "company",  # not in the vendor document
 }
 
-# MOCO's own precision is seconds ("2018-10-17T09:33:46Z" style): re-read this far back.
-DEFAULT_OVERLAP_S = 2.0  # not in the vendor document
+# The document shows X-Per-Page in answers but names no request parameter for it.
+PAGE_SIZE_PARAM = "per_page"  # not in the vendor document

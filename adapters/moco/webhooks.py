@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import re
@@ -9,8 +10,8 @@ from datetime import UTC, datetime
 
 import msgspec
 
+from adapters.config import InstanceConfig
 from adapters.core.cloudevents_codec import stable_id
-from adapters.core.secret import Secret
 from adapters.core.vendor import EventDraft, WebhookRejected, WebhookRequest, WebhookUnparseable
 from adapters.moco.undocumented import TARGET_RESOURCES
 
@@ -20,8 +21,13 @@ def signature(secret: str, body: bytes) -> str:
     return hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
 
 
-def verify(request: WebhookRequest, secret: Secret | None) -> None:
-    """Accept only a body signed with the instance's webhook key (constant-time compare)."""
+def verify(request: WebhookRequest, instance: InstanceConfig) -> str | None:
+    """Accept only a body signed with the instance's webhook key (constant-time compare).
+
+    MOCO signs the body only, with no nonce or timestamp: there is no replay key, and
+    replays are recognised by the event id (a digest of what is signed).
+    """
+    secret = instance.webhook_secret
     given = request.headers.get("x-moco-signature", "")
     if secret is None or not secret.reveal():
         raise WebhookRejected("no webhook_secret configured for this MOCO instance")
@@ -30,6 +36,7 @@ def verify(request: WebhookRequest, secret: Secret | None) -> None:
     expected = signature(secret.reveal(), request.body)
     if not hmac.compare_digest(expected.encode(), given.strip().lower().encode()):
         raise WebhookRejected("X-Moco-Signature does not match the body")
+    return None
 
 
 def snake(name: str) -> str:
@@ -62,7 +69,8 @@ def to_events(request: WebhookRequest, instance: str) -> list[EventDraft]:
     stamp = request.headers.get("x-moco-timestamp", "")
     when = None
     if stamp.isdigit():
-        when = datetime.fromtimestamp(int(stamp) / 1000, tz=UTC)
+        with contextlib.suppress(ValueError, OverflowError, OSError):
+            when = datetime.fromtimestamp(int(stamp) / 1000, tz=UTC)
     extensions = {}
     user = request.headers.get("x-moco-user-id")
     if user:
@@ -72,9 +80,10 @@ def to_events(request: WebhookRequest, instance: str) -> list[EventDraft]:
         EventDraft(
             type=f"workbridge.moco.{resource}.{past_tense(action)}",
             subject=f"{resource}/{payload['id']}",
-            # A redelivery carries the same target, event, timestamp and body: the same id.
+            # Only the body is signed, so the id rests on it (the record with its update time)
+            # and on the verb: a delete may carry the same body as the last update.
             id=stable_id(
-                instance, "webhook", target, action, stamp, hashlib.sha256(request.body).digest()
+                instance, "webhook", resource, action, hashlib.sha256(request.body).digest()
             ),
             time=when,
             data=request.body,

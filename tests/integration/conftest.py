@@ -54,7 +54,7 @@ def moco_config(bootstrap: str, prefix: str, base_url: str, **instance: Any) -> 
             "kafka": {
                 "bootstrap_servers": bootstrap,
                 "topic_prefix": prefix,
-                "topics": {"partitions": 2},
+                "topics": {"partitions": 2, "replication_factor": 1},
                 "send_timeout_s": 3.0,
             },
             "server": {"host": "127.0.0.1", "port": 0, "shutdown_grace_s": 5},

@@ -284,3 +284,90 @@ async def test_never_more_than_15_requests_in_15_seconds(
     assert fake_moco.max_requests_in_any_window(15.0) <= 15
     assert time.monotonic() - started > 15  # 20 calls cannot fit in one window
     await asyncio.sleep(0)
+
+
+async def test_create_timing_out_is_ambiguous_not_repeated(
+    kafka_bootstrap: str, prefix: str, fake_moco: FakeMoco, start_bridge: BridgeFactory
+) -> None:
+    # MOCO acts on the request but answers after our timeout: sending it again could book
+    # the time twice, so the result says `ambiguous` and the call is not repeated.
+    _, project = seed(fake_moco)
+    await start_bridge(commands=COMMANDS, http_timeout_s=1.0, **QUIET)
+    fake_moco.delay_next(1, 2.0)
+    await publish_command(
+        kafka_bootstrap,
+        prefix,
+        type="workbridge.moco.activity.create",
+        data=activity(project["id"]),
+        subject="project/1",
+    )
+    [result] = await results(kafka_bootstrap, prefix, 1, settle=3.0)
+    assert result["status"] == "ambiguous", result
+    assert result["attempts"] == 1
+    await asyncio.sleep(1.5)
+    assert len(fake_moco.calls) == 1
+
+
+async def test_update_timing_out_is_retried(
+    kafka_bootstrap: str, prefix: str, fake_moco: FakeMoco, start_bridge: BridgeFactory
+) -> None:
+    company, _ = seed(fake_moco)
+    await start_bridge(commands=COMMANDS, http_timeout_s=1.0, **QUIET)
+    fake_moco.delay_next(2, 2.0)  # the GET for the custom-property merge, then the PUT
+    await publish_command(
+        kafka_bootstrap,
+        prefix,
+        type="workbridge.moco.company.update",
+        data={"id": company["id"], "info": "x"},
+        subject="company/1",
+    )
+    [result] = await results(kafka_bootstrap, prefix, 1)
+    assert result["status"] == "succeeded", result
+    assert fake_moco.get_record("companies", company["id"])["info"] == "x"
+
+
+async def test_a_rejected_command_delivered_twice_gets_one_result(
+    kafka_bootstrap: str, prefix: str, fake_moco: FakeMoco, start_bridge: BridgeFactory
+) -> None:
+    await start_bridge(commands=COMMANDS, **QUIET)
+    for _ in range(2):
+        await publish_command(
+            kafka_bootstrap,
+            prefix,
+            type="workbridge.moco.activity.create",
+            data={"date": "nope"},
+            subject="project/1",
+            command_id="bad-1",
+        )
+    out = await results(kafka_bootstrap, prefix, 1, settle=2.0)
+    assert [(r["_commandid"], r["status"]) for r in out] == [("bad-1", "rejected")]
+
+
+async def test_broker_outage_mid_commands_loses_and_repeats_nothing(
+    kafka_bootstrap: str,
+    prefix: str,
+    fake_moco: FakeMoco,
+    start_bridge: BridgeFactory,
+    restartable_kafka: Any,
+) -> None:
+    company, _ = seed(fake_moco)
+    await start_bridge(commands=COMMANDS, **QUIET)
+    ids = []
+    for i in range(6):
+        ids.append(
+            await publish_command(
+                kafka_bootstrap,
+                prefix,
+                type="workbridge.moco.company.update",
+                data={"id": company["id"], "info": f"v{i}"},
+                subject=f"company/{i % 3}",
+            )
+        )
+    fake_moco.delay_next(3, 1.0)  # calls are in flight when the broker goes away
+    await asyncio.sleep(0.5)
+    await restartable_kafka.pause()
+    await asyncio.sleep(4)
+    await restartable_kafka.resume()
+    out = await results(kafka_bootstrap, prefix, 6, settle=3.0)
+    assert sorted(r["_commandid"] for r in out) == sorted(ids)  # each exactly once
+    assert {r["status"] for r in out} == {"succeeded"}

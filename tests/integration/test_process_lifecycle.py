@@ -36,7 +36,7 @@ def write_config(path: Path, bootstrap: str, prefix: str, base_url: str, port: i
         "kafka": {
             "bootstrap_servers": bootstrap,
             "topic_prefix": prefix,
-            "topics": {"partitions": 2},
+            "topics": {"partitions": 2, "replication_factor": 1},
         },
         "server": {"host": "127.0.0.1", "port": port, "shutdown_grace_s": 10},
         "log_level": "INFO",

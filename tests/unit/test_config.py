@@ -67,7 +67,7 @@ def test_full_instance() -> None:
             content_mode="structured",
             polling={"enabled": True, "resources": ["projects", "activities"], "interval_s": 30},
             commands={"enabled": True, "deadline_s": 60},
-            rate_limit={"requests": 10, "per_seconds": 15, "replicas": 2},
+            rate_limit={"requests": 10, "per_seconds": 15, "processes": 2},
             options={"resource_paths": {"projects": "/p"}},
         ),
         env={},
@@ -77,7 +77,7 @@ def test_full_instance() -> None:
     assert inst.polling.resources == ["projects", "activities"]
     assert inst.polling.interval_s == 30.0
     assert inst.commands.deadline_s == 60.0
-    assert inst.rate_limit is not None and inst.rate_limit.replicas == 2
+    assert inst.rate_limit is not None and inst.rate_limit.processes == 2
     assert inst.options == {"resource_paths": {"projects": "/p"}}
 
 
@@ -157,7 +157,7 @@ def test_unknown_key_is_named_as_a_dotted_path(raw: dict[str, Any], path: str) -
         ({"server": {}}, "<top>: Object missing required field kafka"),
         (
             {"kafka": {"bootstrap_servers": "k", "topics": {"partitions": 0}}},
-            "kafka.topics: partitions must be at least 1",
+            "kafka.topics.partitions: Expected int >= 1",
         ),
     ],
 )
@@ -444,3 +444,38 @@ def test_load_config_error_names_the_key(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as exc:
         load_config(path, env={"HOOK": "h"})
     assert str(exc.value) == "instances[0].polling.interval_s: Expected float, got str"
+
+
+@pytest.mark.parametrize(
+    ("instance", "expected"),
+    [
+        (
+            {"rate_limit": {"requests": 30, "per_seconds": 15}},
+            "exceeds moco's documented 15 per 15s",
+        ),
+        ({"rate_limit": {"requests": 10, "per_seconds": 5}}, "exceeds moco's documented"),
+        (
+            {"rate_limit": {"requests": 4, "per_seconds": 15, "processes": 5}},
+            "rate_limit.processes",
+        ),
+        ({"polling": {"enabled": True}}, "polling is enabled but resources is empty"),
+        (
+            {"commands": {"enabled": True, "concurrency": 0}},
+            "commands.concurrency: Expected int >= 1",
+        ),
+        ({"polling": {"overlap_s": -1}}, "polling.overlap_s: Expected float >= 0"),
+        ({"polling": {"max_batch": 0}}, "polling.max_batch: Expected int >= 1"),
+    ],
+)
+def test_values_that_cannot_work_stop_start_up(instance: dict[str, Any], expected: str) -> None:
+    assert expected in error(minimal(**instance))
+
+
+def test_rate_limit_within_the_documented_one_is_accepted() -> None:
+    config = parse_config(minimal(rate_limit={"requests": 7, "per_seconds": 7.5, "processes": 2}))
+    assert config.instances[0].rate_limit is not None
+
+
+def test_rate_limit_above_documented_only_when_asked_for() -> None:
+    raw = minimal(rate_limit={"requests": 1000, "per_seconds": 1, "above_documented": True})
+    assert parse_config(raw).instances[0].rate_limit is not None

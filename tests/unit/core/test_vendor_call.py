@@ -8,6 +8,7 @@ import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
+import pytest
 import pytest_asyncio
 from aiohttp import web
 from aiohttp.test_utils import TestServer
@@ -187,7 +188,8 @@ async def test_connection_refused_is_a_retriable_transport_error() -> None:
     assert out.response is None
     assert out.rule is None
     assert out.error is not None
-    assert out.error.startswith("GET /projects: ClientConnectorError")
+    assert out.error.startswith("GET /projects: cannot connect")
+    assert out.may_have_acted is False  # nothing reached the vendor: safe even for a create
     assert "SECRETKEY" not in out.error
 
 
@@ -231,3 +233,47 @@ async def test_429_pauses_the_limiter(script: tuple[Script, VendorClient]) -> No
     out = await call_with_retry(client, "GET", "/x", errors=ErrorTable(), policy=FAST)
     assert out.action is Action.SUCCESS
     assert paused == [0.05]
+
+
+async def test_a_create_is_not_repeated_after_a_500(script: tuple[Script, VendorClient]) -> None:
+    # A 500 may come after the vendor acted: repeating a create could act twice.
+    sc, client = script
+    sc.answers = [(500, {}, b"oops"), (201, {}, b"{}")]
+    out = await call_with_retry(
+        client, "POST", "/tasks", errors=ErrorTable(), policy=FAST, repeat_safe=False, json={}
+    )
+    assert (out.action, out.attempts, out.may_have_acted) == (Action.RETRY, 1, True)
+    assert len(sc.seen) == 1
+
+
+async def test_a_create_is_repeated_after_429_and_503(script: tuple[Script, VendorClient]) -> None:
+    # 429 and 503 say the request was not handled: repeating is safe.
+    sc, client = script
+    sc.answers = [(429, {"Retry-After": "0"}, b""), (503, {}, b""), (201, {}, b"{}")]
+    out = await call_with_retry(
+        client, "POST", "/tasks", errors=ErrorTable(), policy=FAST, repeat_safe=False, json={}
+    )
+    assert (out.action, out.attempts, out.may_have_acted) == (Action.SUCCESS, 3, False)
+
+
+async def test_after_attempt_reports_whether_the_vendor_may_have_acted(
+    script: tuple[Script, VendorClient],
+) -> None:
+    sc, client = script
+    sc.answers = [(503, {}, b""), (500, {}, b""), (200, {}, b"{}")]
+    heard: list[bool] = []
+    await call_with_retry(
+        client, "PUT", "/x", errors=ErrorTable(), policy=FAST, after_attempt=heard.append
+    )
+    assert heard == [False, True, True]
+
+
+async def test_credentials_never_follow_a_link_to_another_host(
+    script: tuple[Script, VendorClient],
+) -> None:
+    from adapters.core.vendor_http import ForeignURL
+
+    _, client = script
+    with pytest.raises(ForeignURL):
+        await client.request("GET", "https://elsewhere.example/api/v1/projects?page=2")
+    assert client.url(client.base_url + "/projects?page=2").endswith("/projects?page=2")

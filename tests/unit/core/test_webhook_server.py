@@ -135,7 +135,7 @@ async def test_valid_signature_publishes_and_answers_200(env: Env) -> None:
     event = from_record(key, value, headers)
     assert event.get_time() == datetime(2018, 5, 24, 14, 0, 10, 463000, tzinfo=UTC)
     assert event.get_id() == stable_id(
-        "moco", "webhook", "Activity", "create", "1527170410463", hashlib.sha256(BODY).digest()
+        "moco", "webhook", "activity", "create", hashlib.sha256(BODY).digest()
     )
 
 
@@ -152,7 +152,8 @@ async def test_send_timeout_is_kept_below_the_vendor_deadline(env: Env) -> None:
     assert env.publisher.calls[0][1] == 1.0
     env.server.send_timeout_s = 30.0
     await env.client.post("/webhooks/moco", data=BODY, headers=moco_headers(BODY))
-    assert env.publisher.calls[1][1] == 8.5  # MOCO's 10 s minus the 1.5 s margin
+    # MOCO's 10 s minus the 1.5 s margin, less the moment the request took so far.
+    assert 8.0 < env.publisher.calls[1][1] <= 8.5
 
 
 async def test_structured_instance(env: Env) -> None:

@@ -12,9 +12,11 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from adapters.config import parse_config
+from adapters.core.errors import Action, ErrorTable
 from adapters.core.ratelimit import Unlimited
-from adapters.core.vendor import PreparedCall, Transient
-from adapters.core.vendor_http import VendorClient
+from adapters.core.vendor import PreparedCall, PrepareFailed
+from adapters.core.vendor_call import RetryPolicy, call_with_retry
+from adapters.core.vendor_http import VendorClient, VendorResponse
 from adapters.moco import SPEC, auth_headers
 from adapters.moco.commands import (
     COMMANDS,
@@ -66,7 +68,7 @@ def test_spec_shape(type_: str, method: str, path: str, model: type) -> None:
 
 def test_updates_merge_custom_properties_and_others_do_not() -> None:
     for type_, spec in COMMANDS.items():
-        if type_.endswith(".update"):
+        if type_ in ("workbridge.moco.project.update", "workbridge.moco.company.update"):
             assert spec.prepare is merge_custom_properties
         else:
             assert spec.prepare is None
@@ -248,11 +250,31 @@ async def moco() -> AsyncIterator[tuple[Moco, VendorClient]]:
         await server.close()
 
 
+class ClientReader:
+    """The worker's Reader contract: one attempt, PrepareFailed on anything but success."""
+
+    def __init__(self, client: VendorClient) -> None:
+        self.client = client
+
+    async def get(self, path: str, headers: Any) -> VendorResponse:
+        outcome = await call_with_retry(
+            self.client,
+            "GET",
+            path,
+            errors=ErrorTable(),
+            policy=RetryPolicy(max_attempts=1),
+            headers=headers,
+        )
+        if outcome.action is not Action.SUCCESS or outcome.response is None:
+            raise PrepareFailed(outcome)
+        return outcome.response
+
+
 async def prepare(client: VendorClient, type_: str, data: dict[str, Any]) -> PreparedCall:
     spec = COMMANDS[type_]
     model = msgspec.convert(data, spec.model)
     assert spec.prepare is not None
-    return await spec.prepare(client, model, spec.build(model))
+    return await spec.prepare(ClientReader(client), model, spec.build(model))
 
 
 async def test_merge_keeps_omitted_custom_properties(moco: tuple[Moco, VendorClient]) -> None:
@@ -296,20 +318,30 @@ async def test_merge_when_the_record_has_none(moco: tuple[Moco, VendorClient]) -
     assert call.json == {"custom_properties": {"UID": "x"}}
 
 
-async def test_no_custom_properties_no_request(moco: tuple[Moco, VendorClient]) -> None:
+async def test_update_without_custom_properties_still_sends_the_current_ones(
+    moco: tuple[Moco, VendorClient],
+) -> None:
+    # MOCO's warning may mean any update erases the custom fields it does not send.
     fake, client = moco
     call = await prepare(client, "workbridge.moco.project.update", {"id": 5, "name": "N"})
-    assert call.json == {"name": "N"}
-    assert fake.requests == []
+    assert call.json == {"name": "N", "custom_properties": CURRENT["custom_properties"]}
+    assert [r[:2] for r in fake.requests] == [("GET", "/api/v1/projects/5")]
 
 
-async def test_merge_read_failure_is_transient(moco: tuple[Moco, VendorClient]) -> None:
+async def test_activity_updates_are_not_merged() -> None:
+    assert COMMANDS["workbridge.moco.activity.update"].prepare is None
+
+
+async def test_merge_read_failure_carries_the_vendor_answer(
+    moco: tuple[Moco, VendorClient],
+) -> None:
     fake, client = moco
-    fake.status = 503
-    fake.body = {"message": "busy"}
-    with pytest.raises(Transient, match="HTTP 503") as exc:
+    fake.status = 404
+    fake.body = {"message": "Project not found"}
+    with pytest.raises(PrepareFailed) as exc:
         await prepare(
             client, "workbridge.moco.project.update", {"id": 5, "custom_properties": {"UID": "x"}}
         )
-    assert exc.value.response is not None
-    assert exc.value.response.status == 503
+    assert exc.value.outcome.action is Action.FAIL
+    assert exc.value.outcome.response is not None
+    assert exc.value.outcome.response.json() == {"message": "Project not found"}

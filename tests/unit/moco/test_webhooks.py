@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 
 import pytest
 
+from adapters.config import InstanceConfig
 from adapters.core.cloudevents_codec import stable_id
 from adapters.core.secret import Secret
 from adapters.core.vendor import WebhookRejected, WebhookRequest, WebhookUnparseable
@@ -36,14 +37,18 @@ def test_document_test_vector() -> None:
     assert signature(DOC_KEY, DOC_BODY) == DOC_SIG
 
 
+def inst(secret: Secret | None) -> InstanceConfig:
+    return InstanceConfig(vendor="moco", base_url="http://m", webhook_secret=secret)
+
+
 def test_verify_accepts_the_document_vector() -> None:
-    verify(req(DOC_BODY, x_moco_signature=DOC_SIG), Secret(DOC_KEY))
+    verify(req(DOC_BODY, x_moco_signature=DOC_SIG), inst(Secret(DOC_KEY)))
 
 
 def test_verify_accepts_upper_case_hex_and_surrounding_space() -> None:
     # verify() lower-cases and strips the header before the constant-time compare.
-    verify(req(DOC_BODY, x_moco_signature=DOC_SIG.upper()), Secret(DOC_KEY))
-    verify(req(DOC_BODY, x_moco_signature=f"  {DOC_SIG} "), Secret(DOC_KEY))
+    verify(req(DOC_BODY, x_moco_signature=DOC_SIG.upper()), inst(Secret(DOC_KEY)))
+    verify(req(DOC_BODY, x_moco_signature=f"  {DOC_SIG} "), inst(Secret(DOC_KEY)))
 
 
 @pytest.mark.parametrize(
@@ -58,30 +63,30 @@ def test_verify_accepts_upper_case_hex_and_surrounding_space() -> None:
 )
 def test_verify_rejects_wrong_signatures(given: str) -> None:
     with pytest.raises(WebhookRejected, match="does not match"):
-        verify(req(DOC_BODY, x_moco_signature=given), Secret(DOC_KEY))
+        verify(req(DOC_BODY, x_moco_signature=given), inst(Secret(DOC_KEY)))
 
 
 def test_verify_rejects_a_changed_body() -> None:
     with pytest.raises(WebhookRejected):
-        verify(req(DOC_BODY + b" ", x_moco_signature=DOC_SIG), Secret(DOC_KEY))
+        verify(req(DOC_BODY + b" ", x_moco_signature=DOC_SIG), inst(Secret(DOC_KEY)))
 
 
 def test_verify_rejects_missing_signature() -> None:
     with pytest.raises(WebhookRejected, match="missing"):
-        verify(req(DOC_BODY), Secret(DOC_KEY))
+        verify(req(DOC_BODY), inst(Secret(DOC_KEY)))
     with pytest.raises(WebhookRejected, match="missing"):
-        verify(req(DOC_BODY, x_moco_signature=""), Secret(DOC_KEY))
+        verify(req(DOC_BODY, x_moco_signature=""), inst(Secret(DOC_KEY)))
 
 
 def test_verify_rejects_without_a_secret() -> None:
     with pytest.raises(WebhookRejected, match="no webhook_secret"):
-        verify(req(DOC_BODY, x_moco_signature=DOC_SIG), None)
+        verify(req(DOC_BODY, x_moco_signature=DOC_SIG), inst(None))
 
 
 def test_verify_rejects_an_empty_secret() -> None:
     forged = signature("", BODY)
     with pytest.raises(WebhookRejected):
-        verify(req(BODY, x_moco_signature=forged), Secret(""))
+        verify(req(BODY, x_moco_signature=forged), inst(Secret("")))
 
 
 @pytest.mark.parametrize(
@@ -108,7 +113,7 @@ def test_draft_fields() -> None:
     assert draft.extensions == {"vendoruserid": "933613686"}
     assert draft.source is None  # the core fills in /moco/<instance>
     assert draft.id == stable_id(
-        "acme", "webhook", "Activity", "create", "1527170410463", hashlib.sha256(BODY).digest()
+        "acme", "webhook", "activity", "create", hashlib.sha256(BODY).digest()
     )
 
 
@@ -116,11 +121,21 @@ def test_same_delivery_same_id() -> None:
     assert to_events(req(), "acme")[0].id == to_events(req(), "acme")[0].id
 
 
+def test_unsigned_timestamp_does_not_change_the_id() -> None:
+    # Only the body is signed: a replay with another X-Moco-Timestamp is the same event.
+    replay = req(x_moco_timestamp="1527170410999")
+    assert to_events(replay, "acme")[0].id == to_events(req(), "acme")[0].id
+
+
+def test_absurd_timestamp_is_ignored_not_fatal() -> None:
+    [draft] = to_events(req(x_moco_timestamp="99999999999999999999"), "acme")
+    assert draft.time is None
+
+
 @pytest.mark.parametrize(
     "other",
     [
         req(b'{"id":111,"description":"changed"}'),
-        req(x_moco_timestamp="1527170410464"),
         req(x_moco_event="update"),
         req(x_moco_target="Project"),
     ],
