@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from adapters.core.vendor import VendorSpec
+from adapters.mobilitywork import SPEC as MOBILITYWORK
 from adapters.moco import SPEC as MOCO
 
-VENDORS: dict[str, VendorSpec] = {spec.id: spec for spec in (MOCO,)}
+VENDORS: dict[str, VendorSpec] = {spec.id: spec for spec in (MOCO, MOBILITYWORK)}

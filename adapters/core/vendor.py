@@ -6,7 +6,6 @@ pollable resources, command catalogue, error table, documented rate limit and fa
 
 from __future__ import annotations
 
-import builtins
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -151,7 +150,8 @@ class CommandSpec:
     """One action of the catalogue: `workbridge.<vendor>.<resource>.<action>`."""
 
     type: str
-    model: builtins.type[msgspec.Struct]
+    # A msgspec Struct (validated), or dict[str, Any] for a body the document does not give.
+    model: Any
     method: str
     path: str
     kind: CommandKind

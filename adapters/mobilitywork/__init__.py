@@ -1,0 +1,77 @@
+"""Mobility Work (CMMS): signed webhooks and task commands."""
+
+from __future__ import annotations
+
+from adapters.config import InstanceConfig
+from adapters.core.errors import Action, ErrorTable, Rule
+from adapters.core.vendor import VendorSpec, WebhookSpec
+from adapters.mobilitywork import webhooks
+from adapters.mobilitywork.commands import COMMANDS
+from adapters.mobilitywork.undocumented import RETRY_BASE_S
+
+DEFAULT_BASE_URL = "https://api.mobility-work.com"
+
+
+def auth_headers(inst: InstanceConfig) -> dict[str, str]:
+    """The network's API key in `Api-Key`."""
+    assert inst.api_key is not None
+    return {"Api-Key": inst.api_key.reveal()}
+
+
+def user_agent(inst: InstanceConfig) -> str:
+    """The document recommends a User-Agent that includes the network name."""
+    network = str(inst.options.get("network_name", inst.instance_name))
+    return f"workbridge/0.1 {network}"
+
+
+def check_instance(inst: InstanceConfig) -> tuple[str, str] | None:
+    """An API key is needed for commands; a network name for the User-Agent."""
+    if inst.commands.enabled and not (inst.api_key and inst.api_key.reveal()):
+        return "api_key", "Mobility Work commands need the network's API key (api_key_file)"
+    tolerance = inst.options.get("signature_tolerance_s", 300)
+    if not isinstance(tolerance, (int, float)) or tolerance <= 0:
+        return "options.signature_tolerance_s", "must be a positive number of seconds"
+    if inst.polling.enabled:
+        return "polling.enabled", "Mobility Work has no documented listing: use its webhooks"
+    return None
+
+
+def startup_warnings(inst: InstanceConfig) -> list[str]:
+    """Unsigned webhooks are allowed by Mobility Work, but anyone could post events then."""
+    if inst.webhooks.enabled and not (inst.webhook_secret and inst.webhook_secret.reveal()):
+        return [
+            f"NO webhook_secret: /webhooks/{inst.instance_name} accepts UNSIGNED calls from "
+            "anyone. Set a secret key on the Mobility Work webhook and the same value as "
+            "webhook_secret_file."
+        ]
+    return []
+
+
+ERRORS = ErrorTable(
+    overrides={
+        401: Rule(Action.FAIL, "Mobility Work rejected the API key: check api_key", alert=True),
+        # "the error is on the Mobility Server side ... re-try the exact same call a few
+        # minutes later": the document itself says a 5xx did not take effect.
+        "5xx": Rule(Action.RETRY, "Mobility Work server error; retrying as it advises"),
+    }
+)
+
+SPEC = VendorSpec(
+    id="mobilitywork",
+    auth_headers=auth_headers,
+    errors=ERRORS,
+    webhook=WebhookSpec(
+        verify=webhooks.verify,
+        to_events=webhooks.to_events,
+        # Not in the document: Mobility Work's answer deadline; kept like MOCO's 10 s.
+        deadline_s=10.0,
+        replay_window_s=webhooks.replay_window_s,
+    ),
+    commands=COMMANDS,
+    check_instance=check_instance,
+    startup_warnings=startup_warnings,
+    user_agent=user_agent,
+    secret_headers=frozenset({"api-key", "authorization", "cookie", "proxy-authorization"}),
+    retry_base_s=RETRY_BASE_S,
+    event_models=webhooks.event_models(),
+)

@@ -1,0 +1,46 @@
+"""What the Mobility Work document does not give: one place, each overridable per instance.
+
+Every entry is marked `# not in the vendor document`. Paths of the changelog's endpoints
+are unknown: their commands stay off until `options.command_paths` names a path.
+"""
+
+from __future__ import annotations
+
+# `_event` names the document does not spell out, mapped to (resource, verb). The
+# SparePartWasConsumed example is documented; the others are named only in the changelog.
+EVENT_TYPES = {
+    "SparePartWasConsumed": ("spare_part", "consumed"),  # documented
+    "SparePartConsumptionWasCanceled": (
+        "spare_part",
+        "consumption_canceled",
+    ),  # not in the vendor document
+    "SparePartConsumptionWasCancelled": (
+        "spare_part",
+        "consumption_canceled",
+    ),  # not in the vendor document
+}
+
+# Which payload object an event is about, by resource (camelCase key in the envelope).
+SUBJECT_KEYS = {
+    "spare_part": "sparePart",  # documented example
+    "task": "task",  # documented example
+    "equipment": "equipment",  # not in the vendor document
+    "storage_location": "storageLocation",  # not in the vendor document
+}
+
+# Changelog endpoints without a documented path or payload: (type, method, description).
+UNDOCUMENTED_COMMANDS = [
+    ("task.complete", "POST", "Mark a task as completed (changelog 2025-03-21)."),
+    ("task.report_activity", "POST", "Report an activity on a task (changelog 2025-03-26)."),
+    ("equipment.create", "POST", "Create equipment (changelog 2024-04-18)."),
+    ("spare_part.recount_stock", "POST", "Recount spare-part stock (changelog 2024-06-13)."),
+    ("spare_part.relocate", "POST", "Relocate spare parts (changelog 2024-02-29)."),
+    ("storage_location.create", "POST", "Create a storage location (changelog 2024-02-23)."),
+]  # not in the vendor document: paths and payloads
+
+# How old (or how far in the future) a signed timestamp may be; the document suggests
+# rejecting stale ones ("maybe from 1 hour ago") without a number.
+DEFAULT_SIGNATURE_TOLERANCE_S = 300.0  # not in the vendor document
+
+# "re-try the exact same call a few minutes later": the base of the command backoff.
+RETRY_BASE_S = 60.0  # the document says "a few minutes"; the exact figure is a guess
