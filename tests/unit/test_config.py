@@ -288,7 +288,7 @@ def test_tls_file_paths_are_not_read(tmp_path: Path) -> None:
 
 def test_unknown_vendor() -> None:
     assert error(minimal(vendor="jira"), env={}) == (
-        "instances[0].vendor: unknown vendor 'jira' (known: moco)"
+        "instances[0].vendor: unknown vendor 'jira' (known: mobilitywork, moco)"
     )
 
 
