@@ -150,11 +150,13 @@ class CommandsConfig(_Base):
 
     enabled: bool = False
     # A command whose vendor call has not succeeded by then gets its final result.
-    deadline_s: PositiveFloat = 300.0
+    # Default: the vendor's advice (Mobility Work: an hour), else 300 s.
+    deadline_s: PositiveFloat | None = None
     max_attempts: Positive = 10
     # Default: the vendor's advice (Mobility Work: minutes), else 1 s.
     backoff_base_s: PositiveFloat | None = None
-    backoff_max_s: PositiveFloat = 60.0
+    # Default: the vendor's advice (Mobility Work: 10 minutes), else 60 s.
+    backoff_max_s: PositiveFloat | None = None
     # Commands worked on at once by this process; commands of one subject run in order.
     concurrency: Positive = 8
 

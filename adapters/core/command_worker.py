@@ -153,10 +153,10 @@ class CommandWorker:
         self.grace_s = grace_s
         cfg = inst.cfg.commands
         self.policy = RetryPolicy(
-            deadline_s=cfg.deadline_s,
+            deadline_s=cfg.deadline_s or inst.spec.retry_deadline_s or 300.0,
             max_attempts=cfg.max_attempts,
             base_s=cfg.backoff_base_s or inst.spec.retry_base_s or 1.0,
-            cap_s=cfg.backoff_max_s,
+            cap_s=cfg.backoff_max_s or inst.spec.retry_cap_s or 60.0,
         )
         # Per process: the vendor budget is shared anyway; this bounds open requests.
         self.semaphore = asyncio.Semaphore(cfg.concurrency)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from dataclasses import dataclass
 from typing import Any
@@ -126,9 +125,19 @@ async def ensure_topics(cfg: KafkaConfig, topics: list[Topics]) -> None:
                 raise TopicsNotReady(
                     f"topics missing: {names}; create them or set kafka.topics.create: true"
                 )
-            # Another replica may create them at the same moment.
-            with contextlib.suppress(TopicAlreadyExistsError):
-                await admin.create_topics(missing)
+            response = await admin.create_topics(missing)
+            # The broker answers per topic; 36 (already exists) means another replica was first.
+            problems = [
+                f"{name}: error {code}" + (f" ({message})" if message else "")
+                for name, code, *rest in response.topic_errors
+                for message in [rest[0] if rest else None]
+                if code not in (0, TopicAlreadyExistsError.errno)
+            ]
+            if problems:
+                raise TopicsNotReady(
+                    "cannot create topics: " + "; ".join(problems) + ". Check "
+                    "kafka.topics.replication_factor against the number of brokers, and ACLs."
+                )
             log.info("created topics: %s", ", ".join(n.name for n in missing))
         await _wait_for_metadata(admin, [n.name for n in wanted])
         for t in topics:
@@ -152,11 +161,12 @@ async def _partition_count(admin: AIOKafkaAdminClient, topic: str) -> int:
 
 
 async def _wait_for_metadata(admin: AIOKafkaAdminClient, names: list[str]) -> None:
-    for _ in range(50):
+    for _ in range(100):
         described = await admin.describe_topics(names)
         if all(d.get("error_code", 0) == 0 and d["partitions"] for d in described):
             return
         await asyncio.sleep(0.1)
+    raise TopicsNotReady(f"topics not visible in the cluster's metadata after 10 s: {names}")
 
 
 def event_producer(cfg: KafkaConfig, *, client_id: str) -> AIOKafkaProducer:

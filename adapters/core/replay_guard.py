@@ -18,8 +18,22 @@ class ReplayGuard:
         self, *, max_keys: int = 100_000, clock: Callable[[], float] = time.monotonic
     ) -> None:
         self._seen: OrderedDict[str, float] = OrderedDict()
+        self._in_flight: set[str] = set()
         self._max = max_keys
         self._clock = clock
+
+    def begin(self, key: str, window_s: float) -> bool:
+        """Claim a delivery key; False if it was published or another copy is in flight."""
+        if key in self._in_flight or self.seen(key, window_s):
+            return False
+        self._in_flight.add(key)
+        return True
+
+    def end(self, key: str, window_s: float, *, published: bool) -> None:
+        """Release a claim; a published key is remembered, a failed one may come again."""
+        self._in_flight.discard(key)
+        if published:
+            self.remember(key, window_s)
 
     def seen(self, key: str, window_s: float) -> bool:
         """Whether `key` was remembered within the last `window_s` seconds."""

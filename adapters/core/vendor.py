@@ -200,3 +200,5 @@ class VendorSpec:
     event_models: Mapping[str, type[msgspec.Struct]] = field(default_factory=dict)
     # Defaults of this vendor's command retries (e.g. "retry a few minutes later").
     retry_base_s: float | None = None
+    retry_cap_s: float | None = None
+    retry_deadline_s: float | None = None

@@ -102,13 +102,30 @@ class WebhookServer:
             {k.lower(): v for k, v in request.headers.items()}, body, datetime.now(UTC)
         )
         window = spec.replay_window_s(inst.cfg)
+        guard = self.replays[inst.name]
         try:
             replay_key = spec.verify(wreq, inst.cfg)
-            if replay_key is not None and self.replays[inst.name].seen(replay_key, window):
-                raise WebhookRejected("replayed delivery (its nonce was already published)")
+            # Claimed until published: a concurrent copy is refused too, a retry after a
+            # failed publish is not.
+            if replay_key is not None and not guard.begin(replay_key, window):
+                raise WebhookRejected("replayed delivery (its nonce was already received)")
         except WebhookRejected as exc:
             log.warning("webhook for %s refused: %s", inst.name, exc)
             return "unauthorized", _answer(401, "signature or credentials rejected")
+        published = False
+        try:
+            outcome = await self._publish(inst, wreq, started, budget)
+            published = outcome[0] in ("published", "dlq")
+            return outcome
+        finally:
+            if replay_key is not None:
+                guard.end(replay_key, window, published=published)
+
+    async def _publish(
+        self, inst: Instance, wreq: WebhookRequest, started: float, budget: float
+    ) -> tuple[str, web.Response]:
+        spec = inst.spec.webhook
+        assert spec is not None and self.publisher is not None
         timeout = max(0.5, min(self.send_timeout_s, budget - (time.monotonic() - started)))
         try:
             drafts = spec.to_events(wreq, inst.name)
@@ -129,8 +146,6 @@ class WebhookServer:
         except (NotAcknowledged, KafkaError) as exc:
             log.error("webhook for %s not published: %s", inst.name, exc)
             return "kafka_unavailable", _answer(503, "Kafka unavailable; retry", retry_after=5)
-        if replay_key is not None:
-            self.replays[inst.name].remember(replay_key, window)
         self.metrics.events.labels(inst.name, "webhook").inc(len(records))
         return "published", _answer(200, "published")
 

@@ -267,7 +267,12 @@ def _port_accepts(host: str, port: int, timeout: float = 0.5) -> bool:
 
 def _cluster_id() -> str:
     """Return a random cluster id, like ``kafka-storage random-uuid`` (base64url, 16 bytes)."""
-    return base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode("ascii")
+    while True:
+        # A leading '-' would be read as an option by kafka-storage (Kafka's own
+        # generator avoids it the same way).
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode("ascii")
+        if not cluster_id.startswith("-"):
+            return cluster_id
 
 
 class _DropThreadRecords(logging.Filter):

@@ -7,14 +7,16 @@ from adapters.core.errors import Action, ErrorTable, Rule
 from adapters.core.vendor import VendorSpec, WebhookSpec
 from adapters.mobilitywork import webhooks
 from adapters.mobilitywork.commands import COMMANDS
-from adapters.mobilitywork.undocumented import RETRY_BASE_S
+from adapters.mobilitywork.undocumented import RETRY_BASE_S, RETRY_CAP_S, RETRY_DEADLINE_S
 
 DEFAULT_BASE_URL = "https://api.mobility-work.com"
 
 
 def auth_headers(inst: InstanceConfig) -> dict[str, str]:
     """The network's API key in `Api-Key`."""
-    assert inst.api_key is not None
+    # A webhooks-only instance needs no key; check_instance demands one for commands.
+    if inst.api_key is None or not inst.api_key.reveal():
+        return {}
     return {"Api-Key": inst.api_key.reveal()}
 
 
@@ -29,7 +31,7 @@ def check_instance(inst: InstanceConfig) -> tuple[str, str] | None:
     if inst.commands.enabled and not (inst.api_key and inst.api_key.reveal()):
         return "api_key", "Mobility Work commands need the network's API key (api_key_file)"
     tolerance = inst.options.get("signature_tolerance_s", 300)
-    if not isinstance(tolerance, (int, float)) or tolerance <= 0:
+    if isinstance(tolerance, bool) or not isinstance(tolerance, (int, float)) or tolerance <= 0:
         return "options.signature_tolerance_s", "must be a positive number of seconds"
     if inst.polling.enabled:
         return "polling.enabled", "Mobility Work has no documented listing: use its webhooks"
@@ -73,5 +75,7 @@ SPEC = VendorSpec(
     user_agent=user_agent,
     secret_headers=frozenset({"api-key", "authorization", "cookie", "proxy-authorization"}),
     retry_base_s=RETRY_BASE_S,
+    retry_cap_s=RETRY_CAP_S,
+    retry_deadline_s=RETRY_DEADLINE_S,
     event_models=webhooks.event_models(),
 )

@@ -43,4 +43,6 @@ UNDOCUMENTED_COMMANDS = [
 DEFAULT_SIGNATURE_TOLERANCE_S = 300.0  # not in the vendor document
 
 # "re-try the exact same call a few minutes later": the base of the command backoff.
-RETRY_BASE_S = 60.0  # the document says "a few minutes"; the exact figure is a guess
+RETRY_BASE_S = 60.0  # the document says "a few minutes"; the exact figures are guesses
+RETRY_CAP_S = 600.0  # not in the vendor document
+RETRY_DEADLINE_S = 3600.0  # not in the vendor document
