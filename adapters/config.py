@@ -158,7 +158,8 @@ class CommandsConfig(_Base):
     # Default: the vendor's advice (Mobility Work: 10 minutes), else 60 s.
     backoff_max_s: PositiveFloat | None = None
     # Commands worked on at once by this process; commands of one subject run in order.
-    concurrency: Positive = 8
+    # Those that finish together share one Kafka transaction.
+    concurrency: Positive = 16
 
 
 class WebhooksConfig(_Base):

@@ -36,6 +36,7 @@ from adapters.core.cloudevents_codec import NotACloudEvent, from_record, make_ev
 from adapters.core.command_result import CommandResult, request_id
 from adapters.core.dlq import command_dlq_headers
 from adapters.core.errors import Action
+from adapters.core.group_commit import CommitterClosed, GroupCommitter, Record
 from adapters.core.instance import SCHEMA_BASE, Instance
 from adapters.core.kafka import client_kwargs, transactional_producer
 from adapters.core.ledger import LedgerEntry, decode_entry, encode_entry, payload_hash
@@ -89,7 +90,7 @@ class PartitionWork:
     tp: TopicPartition
     producer: AIOKafkaProducer
     ledger: dict[str, LedgerEntry]
-    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    committer: GroupCommitter | None = None
     pending: set[int] = field(default_factory=set)
     highest: int = -1
     queues: dict[str, deque[Command]] = field(default_factory=dict)
@@ -98,6 +99,18 @@ class PartitionWork:
     marks: dict[str, bool] = field(default_factory=dict)
     closing: bool = False
     paused: bool = False
+
+    def commit_offset(self, finishing: set[int]) -> int:
+        """The group's next offset once `finishing` have their results: never past a command
+        that is still without one."""
+        others = self.pending - finishing
+        return min(others) if others else self.highest + 1
+
+    @property
+    def commits(self) -> GroupCommitter:
+        """The partition's group committer (set on assignment)."""
+        assert self.committer is not None
+        return self.committer
 
 
 class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -224,7 +237,15 @@ class CommandWorker:
             except BaseException:
                 await producer.stop()  # leave nothing open when cancelled mid-rebalance
                 raise
-            self.parts[tp] = PartitionWork(tp=tp, producer=producer, ledger=ledger)
+            work = PartitionWork(tp=tp, producer=producer, ledger=ledger)
+            work.committer = GroupCommitter(
+                producer,
+                tp,
+                self.group_id,
+                commit_offset=work.commit_offset,
+                name=f"commands {self.inst.name}",
+            )
+            self.parts[tp] = work
             self.consumer.resume(tp)
             log.info(
                 "commands %s: own partition %d (%d ledger keys)",
@@ -252,6 +273,7 @@ class CommandWorker:
             await asyncio.gather(*late, return_exceptions=True)
         for work in works:
             await self._clear_unused_marks(work)
+            await work.commits.close(timeout_s=5.0)
             await work.producer.stop()
 
     async def _clear_unused_marks(self, work: PartitionWork) -> None:
@@ -261,15 +283,11 @@ class CommandWorker:
         unused = [key for key, acted in work.marks.items() if not acted]
         if not unused:
             return
-        with contextlib.suppress(KafkaError):
-            async with work.lock, work.producer.transaction():
-                for key in unused:
-                    await work.producer.send(
-                        self.inst.topics.ledger,
-                        key=key.encode(),
-                        value=None,
-                        partition=work.tp.partition,
-                    )
+        tombstones: list[Record] = [
+            (self.inst.topics.ledger, key.encode(), None, [], work.tp.partition) for key in unused
+        ]
+        with contextlib.suppress(CommitterClosed, TimeoutError):
+            await asyncio.wait_for(work.commits.write(tombstones), 5.0)
 
     # -- fetching and dispatch -------------------------------------------------------------
 
@@ -331,7 +349,7 @@ class CommandWorker:
                     assert self.consumer is not None
                     self.consumer.resume(work.tp)
                     work.paused = False
-        except (asyncio.CancelledError, ProducerFenced, KafkaError):
+        except (asyncio.CancelledError, ProducerFenced, KafkaError, CommitterClosed):
             raise  # handed back or fenced: the next owner carries on
         except Exception:
             log.exception("commands %s: subject %s stopped", self.inst.name, subject)
@@ -356,7 +374,7 @@ class CommandWorker:
                 log.warning("commands %s: %s; retrying in %.1fs", self.inst.name, exc, delay)
                 await asyncio.sleep(delay)
                 delay = min(30.0, delay * 2)
-            except (asyncio.CancelledError, ProducerFenced):
+            except (asyncio.CancelledError, ProducerFenced, CommitterClosed):
                 raise
             except Exception as exc:
                 log.exception("commands %s: command %s crashed", self.inst.name, command.command_id)
@@ -599,57 +617,29 @@ class CommandWorker:
             payload_hash=digest,
             at=datetime.now(UTC),
         )
-        try:
-            async with work.lock, work.producer.transaction():
-                await work.producer.send(
+        # Committed (Kafka errors are retried by the committer) before the request leaves.
+        await work.commits.write(
+            [
+                (
                     self.inst.topics.ledger,
-                    key=command.idem_key.encode(),
-                    value=encode_entry(entry),
-                    partition=work.tp.partition,
+                    command.idem_key.encode(),
+                    encode_entry(entry),
+                    [],
+                    work.tp.partition,
                 )
-        except ProducerFenced:
-            work.closing = True
-            raise
-        except KafkaError as exc:
-            # Nothing was sent to the vendor yet: the command is simply tried again.
-            raise _KafkaUnavailable(f"cannot write the in-flight mark: {exc}") from None
+            ]
+        )
         work.ledger[command.idem_key] = entry
         work.marks[command.idem_key] = False
 
     async def _commit(self, work: PartitionWork, command: Command, decision: Decision) -> None:
-        """Result, ledger, DLQ copy and offset in one transaction, retried until it lands.
+        """Result, ledger, DLQ copy and offset in one transaction (shared with others).
 
         The command's offset stays pending until the commit succeeded, so no other
         command's commit can move the group's offset past it before its result exists.
         """
         offset = command.record.offset
-        delay = 0.5
-        while True:
-            try:
-                async with work.lock:
-                    others = work.pending - {offset}
-                    commit_to = min(others) if others else work.highest + 1
-                    async with work.producer.transaction():
-                        await self._send_decision(work, command, decision)
-                        await work.producer.send_offsets_to_transaction(
-                            {work.tp: commit_to}, self.group_id
-                        )
-                break
-            except ProducerFenced:
-                work.closing = True  # another replica owns the partition now
-                raise
-            except KafkaError as exc:
-                if work.closing:
-                    raise
-                log.warning(
-                    "commands %s: committing command %s failed (%s); retrying in %.1fs",
-                    self.inst.name,
-                    command.command_id,
-                    exc,
-                    delay,
-                )
-                await asyncio.sleep(delay)
-                delay = min(30.0, delay * 2)
+        await work.commits.write(self._records(work, command, decision), finished_offset=offset)
         work.pending.discard(offset)
         for key, entry in decision.ledger:
             work.ledger[key] = entry
@@ -659,19 +649,15 @@ class CommandWorker:
         if decision.dlq_error is not None and decision.result is not None:
             self.metrics.dlq.labels(self.inst.name, f"command_{decision.result.status}").inc()
 
-    async def _send_decision(
-        self, work: PartitionWork, command: Command, decision: Decision
-    ) -> None:
+    def _records(self, work: PartitionWork, command: Command, decision: Decision) -> list[Record]:
         topics = self.inst.topics
+        records: list[Record] = []
         if decision.result is not None:
             key, value, headers = self.inst.encode(self._result_event(command, decision.result))
-            await work.producer.send(topics.results, key=key, value=value, headers=headers)
+            records.append((topics.results, key, value, headers, None))
         for ledger_key, entry in decision.ledger:
-            await work.producer.send(
-                topics.ledger,
-                key=ledger_key.encode(),
-                value=encode_entry(entry),
-                partition=work.tp.partition,
+            records.append(
+                (topics.ledger, ledger_key.encode(), encode_entry(entry), [], work.tp.partition)
             )
         if decision.dlq_error is not None and decision.result is not None:
             rec = command.record
@@ -681,7 +667,8 @@ class CommandWorker:
                 status=decision.result.status,
                 error=decision.dlq_error,
             )
-            await work.producer.send(topics.dlq, key=rec.key, value=rec.value, headers=dlq_headers)
+            records.append((topics.dlq, rec.key, rec.value, dlq_headers, None))
+        return records
 
     def _result_event(self, command: Command, result: CommandResult) -> CloudEvent:
         return make_event(

@@ -93,7 +93,8 @@ class WebhookServer:
         budget = max(0.5, spec.deadline_s - DEADLINE_MARGIN_S)
         try:
             # A slow upload must not hold the vendor past its deadline either.
-            body = await asyncio.wait_for(request.read(), budget)
+            async with asyncio.timeout(budget):
+                body = await request.read()
         except web.HTTPRequestEntityTooLarge:
             return "too_large", _answer(413, "body exceeds server.max_body_bytes")
         except TimeoutError:

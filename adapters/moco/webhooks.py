@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import hmac
 import re
@@ -39,12 +40,14 @@ def verify(request: WebhookRequest, instance: InstanceConfig) -> str | None:
     return None
 
 
+@functools.lru_cache(maxsize=256)
 def snake(name: str) -> str:
     """`PurchaseDraft` → `purchase_draft`."""
     spaced = re.sub(r"(?<=[a-z0-9])(?=[A-Z])", " ", name.strip())
     return "_".join(spaced.lower().split())
 
 
+@functools.lru_cache(maxsize=256)
 def past_tense(verb: str) -> str:
     """MOCO's event verbs (create, update, delete, archive, ...) as past tense."""
     verb = snake(verb)

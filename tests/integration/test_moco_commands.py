@@ -197,7 +197,7 @@ async def test_vendor_422_fails_without_retry_and_503_is_retried(
         subject="project/1",
     )
     out = await results(kafka_bootstrap, prefix, 2)
-    assert out[1]["status"] == "succeeded" and out[1]["attempts"] == 3
+    assert out[1]["status"] == "succeeded" and out[1]["attempts"] == 3, out[1]
     assert len(fake_moco.calls) == 1
 
 
