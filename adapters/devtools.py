@@ -148,22 +148,26 @@ def _line(topic: str, event: Any) -> str:
 
 DEV_API_KEY = "dev-api-key"
 DEV_WEBHOOK_SECRET = "1d608b9d72219b90ff2393a1d3ee0ac0"
+DEV_MW_SECRET = "dev-mobility-work-secret"
 
 
 async def run_dev(*, port: int, kafka: str | None, seconds: float) -> int:
-    """Start a broker (unless given one), fake MOCO and the bridge; show events and results."""
+    """Start a broker (unless given one), the fake vendors and the bridge; show it live."""
     from adapters.app import Bridge
     from adapters.localkafka.launcher import LocalKafka
+    from adapters.mobilitywork.fake import FakeMobilityWork
     from adapters.moco.fake import FakeMoco
 
     broker = None
     if kafka is None:
         console.print("starting a local Kafka broker (first run downloads its jars) ...")
-        broker = LocalKafka()
+        broker = LocalKafka(progress=console.print)
         await broker.__aenter__()
         kafka = broker.bootstrap_servers
-    fake = FakeMoco(api_key=DEV_API_KEY, webhook_secret=DEV_WEBHOOK_SECRET)
-    moco_url = await fake.start()
+    moco = FakeMoco(api_key=DEV_API_KEY, webhook_secret=DEV_WEBHOOK_SECRET)
+    moco_url = await moco.start()
+    mw = FakeMobilityWork(api_key=DEV_API_KEY, webhook_secret=DEV_MW_SECRET)
+    mw_url = await mw.start()
     raw = {
         "kafka": {"bootstrap_servers": kafka, "topics": {"partitions": 3, "replication_factor": 1}},
         "server": {"port": port, "host": "127.0.0.1"},
@@ -180,7 +184,22 @@ async def run_dev(*, port: int, kafka: str | None, seconds: float) -> int:
                     "resources": ["projects", "activities", "companies"],
                 },
                 "commands": {"enabled": True, "deadline_s": 60},
-            }
+            },
+            {
+                "vendor": "mobilitywork",
+                "name": "mobilitywork",
+                "base_url": mw_url,
+                "api_key": DEV_API_KEY,
+                "webhook_secret": DEV_MW_SECRET,
+                "options": {"network_name": mw.network_name},
+                # Fake server: retry in seconds, not in the minutes the document advises.
+                "commands": {
+                    "enabled": True,
+                    "deadline_s": 60,
+                    "backoff_base_s": 1,
+                    "backoff_max_s": 5,
+                },
+            },
         ],
     }
     config = parse_config(raw)
@@ -189,24 +208,36 @@ async def run_dev(*, port: int, kafka: str | None, seconds: float) -> int:
     bridge = Bridge(config)
     await bridge.start(on_progress=console.print)
     for target in ("Activity", "Project", "Customer"):
-        fake.subscribe(target, "*", f"http://127.0.0.1:{bridge.port}/webhooks/moco")
-    fake_root = fake.control_url
+        moco.subscribe(target, "*", f"http://127.0.0.1:{bridge.port}/webhooks/moco")
+    mw.subscribe("*", f"http://127.0.0.1:{bridge.port}/webhooks/mobilitywork")
     console.print(f"""
 [bold]workbridge dev[/bold] is running.
-  bridge:      http://127.0.0.1:{bridge.port}  (/healthz /readyz /metrics, POST /webhooks/moco)
-  fake MOCO:   {moco_url}  (API key {DEV_API_KEY})
-  Kafka:       {kafka}
-  config:      {config_file}
+  bridge:             http://127.0.0.1:{bridge.port}  (/healthz /readyz /metrics /webhooks/...)
+  fake MOCO:          {moco_url}  (API key {DEV_API_KEY})
+  fake Mobility Work: {mw_url}
+  Kafka:              {kafka}
+  config:             {config_file}
 
 Change something "in MOCO" (becomes a webhook and a polled event):
-  curl -X POST {fake_root}/companies -d '{{"name": "Acme", "type": "customer"}}'
+  curl -X POST {moco.control_url}/companies -d '{{"name": "Acme", "type": "customer"}}'
+A spare part consumed "in Mobility Work" (a signed webhook):
+  curl -X POST {mw.control_url}/webhooks/SparePartWasConsumed \
+    -d '{{"sparePart": {{"id": 77}}, "consumed": {{"quantity": 3, "previousStock": 116}}}}'
 Send a command and wait for its result:
-  workbridge send --config {config_file} --instance moco \\
-    --type workbridge.moco.company.create --subject company/new-1 \\
+  workbridge send --config {config_file} --instance moco \
+    --type workbridge.moco.company.create --subject company/new-1 \
     --data '{{"name": "Beispiel AG", "type": "customer", "currency": "CHF"}}'
+  workbridge send --config {config_file} --instance mobilitywork \
+    --type workbridge.mobilitywork.task.create --subject equipment/PUMP-001 \
+    --data '{{"equipment": {{"type": "externalReference", "value": "PUMP-001"}},
+             "description": "Replace motor part", "startDateTime": "2026-11-24T09:00:00+00:00",
+             "endDateTime": "2026-11-24T10:00:00+00:00", "assignees": [3]}}'
 """)
-    topics = Topics(config.kafka.topic_prefix, "moco")
-    reader = await _reader(config, [topics.events, topics.results, topics.dlq], from_beginning=True)
+    watched = []
+    for name in ("moco", "mobilitywork"):
+        topics = Topics(config.kafka.topic_prefix, name)
+        watched += [topics.events, topics.results, topics.dlq]
+    reader = await _reader(config, watched, from_beginning=True)
     table = Table("time", "topic", "type", "subject", "status")
     rows: list[tuple[str, ...]] = []
     deadline = time.monotonic() + seconds if seconds else None
@@ -223,7 +254,8 @@ Send a command and wait for its result:
     finally:
         await reader.stop()
         await bridge.stop()
-        await fake.stop()
+        await moco.stop()
+        await mw.stop()
         if broker is not None:
             await broker.__aexit__(None, None, None)
         with contextlib.suppress(OSError):
@@ -233,7 +265,7 @@ Send a command and wait for its result:
 
 def _row(topic: str, event: Any) -> tuple[str, ...]:
     now = datetime.now(UTC).strftime("%H:%M:%S")
-    short = topic.rsplit(".", 1)[-1]
+    short = ".".join(topic.split(".")[-2:])  # <name>.<kind>
     if event is None:
         return (now, short, "(not a CloudEvent)", "", "")
     attrs = event.get_attributes()

@@ -138,6 +138,7 @@ async def publish_command(
     command_id: str | None = None,
     idempotency_key: str | None = None,
     raw_value: bytes | None = None,
+    instance: str = "moco",
 ) -> str:
     """Publish a command CloudEvent (binary mode) the way a user's service would."""
     import msgspec
@@ -157,7 +158,7 @@ async def publish_command(
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=True)
     await producer.start()
     try:
-        topic = Topics(prefix, "moco").commands
+        topic = Topics(prefix, instance).commands
         await producer.send_and_wait(
             topic, value=raw_value if raw_value is not None else value, key=key, headers=headers
         )
