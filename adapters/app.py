@@ -11,12 +11,13 @@ from collections.abc import Callable
 
 from aiohttp import web
 from aiokafka import AIOKafkaProducer
+from aiokafka.client import AIOKafkaClient
 from aiokafka.errors import KafkaError
 
 from adapters.config import Config
 from adapters.core.command_worker import CommandWorker
 from adapters.core.instance import Instance, build_instance
-from adapters.core.kafka import ensure_topics, event_producer
+from adapters.core.kafka import client_kwargs, ensure_topics, event_producer
 from adapters.core.metrics import Metrics
 from adapters.core.poller import PollRunner
 from adapters.core.publisher import Publisher
@@ -151,16 +152,29 @@ class Bridge:
                 await asyncio.sleep(2)
 
     async def _watch_kafka(self) -> None:
-        # Readiness follows whether the brokers answer metadata requests.
-        while True:
-            await asyncio.sleep(5)
-            if self.producer is None:
-                continue
-            try:
-                ok = await asyncio.wait_for(self.producer.client.fetch_all_metadata(), 4)
-                self._kafka_ok = bool(ok.brokers())
-            except (KafkaError, TimeoutError, OSError):
-                self._kafka_ok = False
+        # Readiness follows whether the brokers answer metadata requests, for every role
+        # (a worker-only pod has no producer of its own to ask).
+        client = AIOKafkaClient(
+            **client_kwargs(self.config.kafka), client_id=f"{self.config.kafka.client_id}-health"
+        )
+        bootstrapped = False
+        try:
+            while True:
+                await asyncio.sleep(5)
+                try:
+                    if not bootstrapped:
+                        await asyncio.wait_for(client.bootstrap(), 4)
+                        bootstrapped = True
+                    ok = await asyncio.wait_for(client.fetch_all_metadata(), 4)
+                    self._kafka_ok = bool(ok.brokers()) and self.failure is None
+                except (KafkaError, TimeoutError, OSError):
+                    self._kafka_ok = False
+        finally:
+            await client.close()
+
+    async def _drain_webhooks(self) -> None:
+        if self.publisher is not None:
+            await self.publisher.drained(self.config.server.shutdown_grace_s)
 
     async def stop(self) -> None:
         """Drain: refuse new webhooks, finish in-flight work, commit, disconnect."""
@@ -168,10 +182,9 @@ class Bridge:
             self.server.draining = True
         if self._health_task is not None:
             self._health_task.cancel()
-        if self.publisher is not None:
-            await self.publisher.drained(self.config.server.shutdown_grace_s)
         # All parts drain at once, so the stop takes one grace period, not one per part.
         await asyncio.gather(
+            self._drain_webhooks(),
             *(worker.stop() for worker in self.workers),
             *(poller.stop() for poller in self.pollers),
             return_exceptions=True,

@@ -16,10 +16,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import string
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -58,10 +59,6 @@ class Invalid(Exception):
     """The command cannot be sent: it is answered `rejected` and copied to the DLQ."""
 
 
-class _KafkaUnavailable(Exception):
-    """Writing to Kafka failed before the vendor was called: try the command again later."""
-
-
 @dataclass
 class Command:
     """A command record, decoded as far as it could be."""
@@ -97,6 +94,8 @@ class PartitionWork:
     runners: dict[str, asyncio.Task[None]] = field(default_factory=dict)
     # In-flight marks written by this process: idempotency key → the vendor may have acted.
     marks: dict[str, bool] = field(default_factory=dict)
+    # Commands of one idempotency key on different subjects must not run side by side.
+    key_locks: dict[str, asyncio.Lock] = field(default_factory=dict)
     closing: bool = False
     paused: bool = False
 
@@ -105,6 +104,17 @@ class PartitionWork:
         that is still without one."""
         others = self.pending - finishing
         return min(others) if others else self.highest + 1
+
+    @contextlib.asynccontextmanager
+    async def key_lock(self, key: str) -> AsyncIterator[None]:
+        """Serialise the commands of one idempotency key (the ledger check and the call)."""
+        lock = self.key_locks.setdefault(key, asyncio.Lock())
+        try:
+            async with lock:
+                yield
+        finally:
+            if not lock.locked() and self.key_locks.get(key) is lock:
+                del self.key_locks[key]
 
     @property
     def commits(self) -> GroupCommitter:
@@ -244,6 +254,7 @@ class CommandWorker:
                 self.group_id,
                 commit_offset=work.commit_offset,
                 name=f"commands {self.inst.name}",
+                on_fatal=functools.partial(self._partition_lost, work),
             )
             self.parts[tp] = work
             self.consumer.resume(tp)
@@ -253,6 +264,12 @@ class CommandWorker:
                 tp.partition,
                 len(ledger),
             )
+
+    def _partition_lost(self, work: PartitionWork, message: str) -> None:
+        # Fenced or broken: nothing more may be written for this partition from here, and
+        # the process leaves so that the group gives the partition to a healthy member.
+        work.closing = True
+        self.on_fatal(f"cannot write for command partition {work.tp.partition}: {message}")
 
     async def release(self, tps: list[TopicPartition]) -> None:
         """Hand partitions back: finish what is in flight within the grace, drop the rest."""
@@ -274,7 +291,10 @@ class CommandWorker:
         for work in works:
             await self._clear_unused_marks(work)
             await work.commits.close(timeout_s=5.0)
-            await work.producer.stop()
+            # Stopping flushes; during an outage that would wait for the broker. The next
+            # owner fences this producer anyway.
+            with contextlib.suppress(TimeoutError, KafkaError):
+                await asyncio.wait_for(work.producer.stop(), 5.0)
 
     async def _clear_unused_marks(self, work: PartitionWork) -> None:
         # A command stopped between attempts that all provably failed (429, no connection):
@@ -339,10 +359,10 @@ class CommandWorker:
         try:
             while queue and not work.closing:
                 command = queue[0]
-                async with self.semaphore:
+                async with self.semaphore, work.key_lock(command.idem_key):
                     if work.closing:
                         break
-                    decision = await self._decide_until_written(work, command)
+                    decision = await self._decide_safely(work, command)
                     await self._commit(work, command, decision)
                 queue.popleft()
                 if work.paused and len(work.pending) < MAX_PENDING_PER_PARTITION // 2:
@@ -363,31 +383,26 @@ class CommandWorker:
 
     # -- deciding one command ----------------------------------------------------------------
 
-    async def _decide_until_written(self, work: PartitionWork, command: Command) -> Decision:
-        delay = 0.5
-        while True:
-            try:
-                return await self._decide(work, command)
-            except _KafkaUnavailable as exc:
-                if work.closing:
-                    raise
-                log.warning("commands %s: %s; retrying in %.1fs", self.inst.name, exc, delay)
-                await asyncio.sleep(delay)
-                delay = min(30.0, delay * 2)
-            except (asyncio.CancelledError, ProducerFenced, CommitterClosed):
-                raise
-            except Exception as exc:
-                log.exception("commands %s: command %s crashed", self.inst.name, command.command_id)
-                return self._answer_only(
-                    command,
-                    CommandResult(
-                        status="failed",
-                        command_type=command.command_type,
-                        idempotency_key=command.idem_key,
-                        reason=f"internal error: {type(exc).__name__}",
-                    ),
-                    dlq_error=f"internal error: {exc}",
-                )
+    async def _decide_safely(self, work: PartitionWork, command: Command) -> Decision:
+        try:
+            return await self._decide(work, command)
+        except (asyncio.CancelledError, ProducerFenced, CommitterClosed):
+            raise
+        except Exception as exc:
+            log.exception("commands %s: command %s crashed", self.inst.name, command.command_id)
+            # Once its request may have left, nobody can say whether the vendor acted.
+            acted = work.marks.pop(command.idem_key, False)
+            return self._answer_only(
+                command,
+                CommandResult(
+                    status="ambiguous" if acted else "failed",
+                    command_type=command.command_type,
+                    idempotency_key=command.idem_key,
+                    reason=f"internal error: {type(exc).__name__}"
+                    + (" after the request was sent: check at the vendor" if acted else ""),
+                ),
+                dlq_error=f"internal error: {exc}",
+            )
 
     def _answer_only(
         self, command: Command, result: CommandResult, *, dlq_error: str | None
@@ -584,7 +599,7 @@ class CommandWorker:
             return CommandResult(
                 status="succeeded",
                 **common,
-                response=resp.json_or_text(),
+                response=_bounded(resp),
                 accepted_async=True if resp.status == 202 else None,
             )
         if replay and spec.kind == "delete" and status_code == 404:
@@ -593,7 +608,7 @@ class CommandWorker:
             )
         if outcome.rule is not None and outcome.rule.alert:
             log.error("%s: %s (HTTP %s)", self.inst.name, outcome.rule.reason, status_code)
-        error = resp.json_or_text() if resp is not None else outcome.error
+        error = _bounded(resp) if resp is not None else outcome.error
         unsafe = not spec.repeat_safe and not reading
         if outcome.action is Action.RETRY and outcome.may_have_acted and unsafe:
             return CommandResult(
@@ -681,6 +696,21 @@ class CommandWorker:
             dataschema=f"{SCHEMA_BASE}/results/command-result.json",
             extensions={"commandid": command.command_id},
         )
+
+
+# A result carries the vendor's answer; one far larger than any record would not fit in a
+# Kafka message (and could stop the partition's commits), so it is cut to a summary.
+MAX_ANSWER_BYTES = 256 * 1024
+
+
+def _bounded(resp: VendorResponse) -> Any:
+    if len(resp.body) > MAX_ANSWER_BYTES:
+        return {
+            "truncated": True,
+            "bytes": len(resp.body),
+            "start": resp.body[:2000].decode("utf-8", "replace"),
+        }
+    return resp.json_or_text()
 
 
 def _fill_path(template: str, data: dict[str, Any]) -> str:

@@ -168,17 +168,24 @@ class PollTask:
     ) -> None:
         topics = self.inst.topics
         async with self.tx_lock, self.producer.transaction():
+            sends = []
             for ts, rid, record in chunk:
                 key, value, headers = self.inst.encode(
                     self.inst.event(poll_draft(self.inst, self.res, ts, rid, record))
                 )
-                await self.producer.send(topics.events, value=value, key=key, headers=headers)
-            await self.producer.send(
-                topics.cursors,
-                key=self.res.name.encode(),
-                value=msgspec.json.encode(cursor),
-                partition=self.partition,
+                sends.append(
+                    await self.producer.send(topics.events, value=value, key=key, headers=headers)
+                )
+            sends.append(
+                await self.producer.send(
+                    topics.cursors,
+                    key=self.res.name.encode(),
+                    value=msgspec.json.encode(cursor),
+                    partition=self.partition,
+                )
             )
+            # aiokafka would commit even if a record failed for good: acknowledge all first.
+            await asyncio.gather(*sends)
         self.cursor = cursor
         self.metrics.events.labels(self.inst.name, "poll").inc(len(chunk))
 

@@ -165,7 +165,8 @@ class WebhookServer:
             return "kafka_unavailable", _answer(503, "Kafka unavailable; retry", retry_after=5)
         self.metrics.dlq.labels(inst.name, "unparseable_webhook").inc()
         log.warning("webhook for %s sent to the DLQ: %s", inst.name, error)
-        return "dlq", _answer(202, "accepted into the dead-letter topic")
+        # 200, not 202: some vendors (Mobility Work) retry anything but exactly 200.
+        return "dlq", _answer(200, "accepted into the dead-letter topic")
 
 
 def _answer(status: int, message: str, *, retry_after: int | None = None) -> web.Response:

@@ -30,6 +30,11 @@ def check_instance(inst: InstanceConfig) -> tuple[str, str] | None:
     """An API key is needed for commands; a network name for the User-Agent."""
     if inst.commands.enabled and not (inst.api_key and inst.api_key.reveal()):
         return "api_key", "Mobility Work commands need the network's API key (api_key_file)"
+    if inst.commands.enabled and not str(inst.options.get("network_name", "")).strip():
+        return (
+            "options.network_name",
+            "Mobility Work asks for a User-Agent with the network name: set it for commands",
+        )
     tolerance = inst.options.get("signature_tolerance_s", 300)
     if isinstance(tolerance, bool) or not isinstance(tolerance, (int, float)) or tolerance <= 0:
         return "options.signature_tolerance_s", "must be a positive number of seconds"
@@ -53,8 +58,10 @@ ERRORS = ErrorTable(
     overrides={
         401: Rule(Action.FAIL, "Mobility Work rejected the API key: check api_key", alert=True),
         # "the error is on the Mobility Server side ... re-try the exact same call a few
-        # minutes later": the document itself says a 5xx did not take effect.
-        "5xx": Rule(Action.RETRY, "Mobility Work server error; retrying as it advises"),
+        # minutes later": the document says its own 5xx did not take effect. A gateway's
+        # 502/504 may come after the server acted, so those stay "may have acted".
+        500: Rule(Action.RETRY, "Mobility Work server error; retrying as it advises"),
+        503: Rule(Action.RETRY, "Mobility Work unavailable; retrying as it advises"),
     }
 )
 

@@ -12,14 +12,18 @@ from adapters.moco.resources import POLL, event_models
 
 def auth_headers(inst: InstanceConfig) -> dict[str, str]:
     """`Authorization: Token token=KEY` (the document's only scheme)."""
-    assert inst.api_key is not None
+    # A webhooks-only process needs no API key (least privilege); check_instance demands it
+    # wherever the API is called.
+    if inst.api_key is None or not inst.api_key.reveal():
+        return {}
     return {"Authorization": f"Token token={inst.api_key.reveal()}"}
 
 
 def check_instance(inst: InstanceConfig) -> tuple[str, str] | None:
     """MOCO needs an API key, and signs every webhook, so a secret is required for them."""
-    if inst.api_key is None or not inst.api_key.reveal():
-        return "api_key", "MOCO needs the user's API key (api_key or api_key_file)"
+    calls_api = inst.polling.enabled or inst.commands.enabled
+    if calls_api and (inst.api_key is None or not inst.api_key.reveal()):
+        return "api_key", "MOCO polling and commands need the user's API key (api_key_file)"
     if inst.webhooks.enabled and not (inst.webhook_secret and inst.webhook_secret.reveal()):
         return (
             "webhook_secret",

@@ -345,14 +345,21 @@ def test_sasl_with_section() -> None:
 
 
 def test_moco_without_api_key() -> None:
-    raw = minimal()
+    raw = minimal(commands={"enabled": True})
     del raw["instances"][0]["api_key"]
     msg = error(raw, env={})
-    assert msg.startswith("instances[0].api_key: MOCO needs the user's API key")
+    assert msg.startswith("instances[0].api_key: MOCO polling and commands need the user's API")
 
 
 def test_moco_with_empty_api_key() -> None:
-    assert error(minimal(api_key="${KEY:-}"), env={}).startswith("instances[0].api_key:")
+    raw = minimal(api_key="${KEY:-}", polling={"enabled": True, "resources": ["projects"]})
+    assert error(raw, env={}).startswith("instances[0].api_key:")
+
+
+def test_moco_webhooks_only_needs_no_api_key() -> None:
+    raw = minimal()
+    del raw["instances"][0]["api_key"]
+    assert parse_config(raw, env={}).instances[0].api_key is None
 
 
 def test_moco_webhooks_without_secret() -> None:

@@ -114,7 +114,16 @@ def test_webhook_only_instance_without_api_key_can_be_built() -> None:
 
 
 def test_a_full_instance_passes() -> None:
-    assert check_instance(cfg(webhook_secret=SECRET, commands={"enabled": True})) is None
+    assert (
+        check_instance(
+            cfg(
+                webhook_secret=SECRET,
+                commands={"enabled": True},
+                options={"network_name": "Factory Inc."},
+            )
+        )
+        is None
+    )
     assert check_instance(unchecked(api_key=None)) is None  # webhooks only
 
 
@@ -125,6 +134,11 @@ def test_commands_need_an_api_key(api_key: str | None) -> None:
     key, text = problem
     assert key == "api_key"
     assert "API key" in text
+
+
+def test_commands_need_the_network_name_for_the_user_agent() -> None:
+    problem = check_instance(unchecked(commands={"enabled": True}))
+    assert problem is not None and problem[0] == "options.network_name"
 
 
 def test_parse_config_names_the_api_key() -> None:
@@ -182,12 +196,20 @@ def test_401_fails_with_an_alert() -> None:
     assert SPEC.errors is ERRORS
 
 
-@pytest.mark.parametrize("status", [500, 502, 503, 504])
+@pytest.mark.parametrize("status", [500, 503])
 def test_5xx_is_retried_as_not_acted(status: int) -> None:
     # The document: "re-try the exact same call a few minutes later".
     rule = ERRORS.rule(status)
     assert rule.action is Action.RETRY
     assert rule.may_have_acted is False
+
+
+@pytest.mark.parametrize("status", [502, 504])
+def test_gateway_errors_may_have_acted(status: int) -> None:
+    # A gateway's 502/504 can come after the server created the task: not repeated for creates.
+    rule = ERRORS.rule(status)
+    assert rule.action is Action.RETRY
+    assert rule.may_have_acted is True
 
 
 @pytest.mark.parametrize("status", [400, 403, 404, 409, 422])
