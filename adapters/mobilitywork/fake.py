@@ -30,17 +30,23 @@ import re
 import secrets
 import time
 import uuid
-from collections import deque
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from http import HTTPStatus
-from types import TracebackType
 from typing import Any, Literal
 
-import aiohttp
 import msgspec
 from aiohttp import web
 from aiohttp.typedefs import Handler
+
+from adapters.fakekit import (
+    Attempt,
+    FakeServer,
+    RetryPolicy,
+    json_response,
+    read_json_object,
+    retry_after_headers,
+)
 
 Json = dict[str, Any]
 """A JSON object as sent or received."""
@@ -400,18 +406,6 @@ def _error_body(
     }
 
 
-def _json_response(
-    data: Any, status: int = 200, headers: Mapping[str, str] | None = None
-) -> web.Response:
-    # msgspec encodes minified, as the document says the API always answers.
-    return web.Response(
-        body=msgspec.json.encode(data),
-        status=status,
-        content_type="application/json",
-        headers=headers,
-    )
-
-
 _UNAUTHORIZED = _error_body(
     401,
     "401001",
@@ -460,13 +454,24 @@ class _TaskErrors:
         )
 
 
-class FakeMobilityWork:
+class FakeMobilityWork(FakeServer[WebhookMessage]):
     """A fake Mobility Work API server; see the module docstring and the behaviour struct.
 
     Public state for tests: `tasks` (created through the API), `equipments`, `users`,
     `calls` (accepted mutating API calls), `requests` (every API request with its status),
     `subscriptions`, `webhooks` (every message first sent), `deliveries` (every attempt).
+
+    Lifecycle, `control_url`, `fail_next`/`delay_next`, `resend_last` and
+    `wait_deliveries_idle` come from `adapters.fakekit.FakeServer`. Here `fail_next` answers
+    in the document's error shape before authentication, and nothing is processed (no task
+    stored); the document names no `Retry-After`. With `delay_next` the request body is read
+    and the request fully processed BEFORE the delay. Answers are minified JSON, as the
+    document says the API always answers.
     """
+
+    _server_name = "FakeMobilityWork"
+    # No redirects: the document's webhook success is exactly 200, so a 3xx is a failure.
+    _webhook_allow_redirects = False
 
     def __init__(
         self,
@@ -484,6 +489,7 @@ class FakeMobilityWork:
         no secret key was set in Mobility Work). `clock` supplies `emittedAt`, `_sentAt` and
         the signature timestamp; the request log always uses the monotonic clock.
         """
+        super().__init__()
         self.behaviour = behaviour or FakeMobilityWorkBehaviour()
         self.api_key = api_key
         self.webhook_secret = webhook_secret
@@ -501,18 +507,10 @@ class FakeMobilityWork:
         self.tasks: list[StoredTask] = []
         self._next_task_id = self.behaviour.first_task_id
 
-        self._fail_queue: deque[tuple[int, float | None]] = deque()
-        self._delay_queue: deque[float] = deque()
         self.calls: list[RecordedCall] = []
         self.requests: list[RequestLogEntry] = []
         self.subscriptions: list[Subscription] = []
-        self.webhooks: list[WebhookMessage] = []
         self.deliveries: list[Delivery] = []
-
-        self.base_url: str | None = None
-        self._runner: web.AppRunner | None = None
-        self._session: aiohttp.ClientSession | None = None
-        self._tasks: set[asyncio.Task[None]] = set()
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -521,8 +519,9 @@ class FakeMobilityWork:
 
         The API lives under `<base URL>/partners/v1/…`, as under https://api.mobility-work.com.
         """
-        if self._runner is not None:
-            raise RuntimeError("FakeMobilityWork is already started")
+        return await super().start(host, port)
+
+    def _build_app(self) -> web.Application:
         app = web.Application(middlewares=[self._request_id_middleware])
         app.router.add_post("/_fake/webhooks/{event}", self._ctl_emit)
         app.router.add_post("/_fake/subscriptions", self._ctl_subscribe)
@@ -531,58 +530,12 @@ class FakeMobilityWork:
         app.router.add_post("/_fake/equipments", self._ctl_add_equipment)
         app.router.add_post("/_fake/users", self._ctl_add_user)
         app.router.add_route("*", "/partners/{tail:.*}", self._api)
-        # A short shutdown timeout: a test stopping the fake should not wait for slow
-        # (delay_next) handlers for aiohttp's default 60 s.
-        runner = web.AppRunner(app, shutdown_timeout=1.0, access_log=None)
-        await runner.setup()
-        site = web.TCPSite(runner, host, port)
-        await site.start()
-        bound_port = runner.addresses[0][1]
-        self._runner = runner
-        self._session = aiohttp.ClientSession()
-        self.base_url = f"http://{host}:{bound_port}"
-        return self.base_url
-
-    async def stop(self) -> None:
-        """Cancel pending webhook deliveries, close the client session, stop listening."""
-        tasks = list(self._tasks)
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
-
-    async def __aenter__(self) -> FakeMobilityWork:
-        if self._runner is None:
-            await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.stop()
+        return app
 
     @property
     def api_url(self) -> str:
         """`<base URL>/partners/v1`."""
         return self._require_base() + _API_PREFIX
-
-    @property
-    def control_url(self) -> str:
-        """Base URL of the unauthenticated control API (`<base URL>/_fake`)."""
-        return self._require_base() + "/_fake"
-
-    def _require_base(self) -> str:
-        if self.base_url is None:
-            raise RuntimeError("FakeMobilityWork is not started")
-        return self.base_url
 
     # ------------------------------------------------------------------ test handles
 
@@ -605,23 +558,6 @@ class FakeMobilityWork:
         user = User(id=user_id, email=email, name=name)
         self.users[user_id] = user
         return user
-
-    def fail_next(self, n: int, status: int, retry_after: float | None = None) -> None:
-        """Answer the next `n` API requests with `status` and a document-shaped error body.
-
-        They are answered before authentication and nothing is processed (no task stored).
-        `retry_after` is sent as `Retry-After` (`%g`) when given; the document names none.
-        """
-        self._fail_queue.extend([(status, retry_after)] * n)
-
-    def delay_next(self, n: int, seconds: float) -> None:
-        """Hold the answers of the next `n` API requests for `seconds`.
-
-        The request body is read and the request fully processed BEFORE the delay, so a
-        client that hangs up meanwhile still caused the write: the "did my request go
-        through?" case a client must handle.
-        """
-        self._delay_queue.extend([seconds] * n)
 
     # ------------------------------------------------------------------ webhooks
 
@@ -798,18 +734,6 @@ class FakeMobilityWork:
         )
         self._spawn(replay, redelivery=True)
 
-    def resend_last(self) -> None:
-        """Send the most recently emitted message again as first sent. IndexError if none."""
-        self._spawn(self.webhooks[-1], redelivery=True)
-
-    # A `timeout` argument rather than asyncio.timeout() around the call: one number reads
-    # better at every call site, as in the MOCO fake.
-    async def wait_deliveries_idle(self, timeout: float) -> None:  # noqa: ASYNC109
-        """Wait until no webhook delivery is pending; TimeoutError after `timeout` seconds."""
-        async with asyncio.timeout(timeout):
-            while self._tasks:
-                await asyncio.wait(set(self._tasks))
-
     def _webhook_headers(self, secret: str | None, body: bytes) -> dict[str, str]:
         headers = {
             "Content-Type": self.behaviour.webhook_content_type,
@@ -822,58 +746,39 @@ class FakeMobilityWork:
             headers[SIGNATURE_HEADER] = signature_header(secret, t, new_nonce(), body)
         return headers
 
-    def _spawn(self, message: WebhookMessage, *, redelivery: bool) -> None:
-        task = asyncio.get_running_loop().create_task(self._deliver(message, redelivery))
-        # Keep a strong reference: the loop holds tasks only weakly.
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+    def _retry_policy(self) -> RetryPolicy:
+        return self.behaviour
 
-    async def _deliver(self, message: WebhookMessage, redelivery: bool) -> None:
+    def _may_attempt(self, message: WebhookMessage, attempt: int) -> bool:
+        return attempt <= self.behaviour.webhook_max_attempts
+
+    def _attempt_request(
+        self, message: WebhookMessage, attempt: int
+    ) -> tuple[str, bytes, dict[str, str]]:
         behaviour = self.behaviour
+        if attempt == 1 or not behaviour.retry_resigns:
+            return message.url, message.body, message.headers
+        body = message.body
+        if behaviour.retry_refreshes_sent_at:
+            envelope = {**message.envelope, "_sentAt": format_timestamp(self._clock())}
+            body = msgspec.json.encode(envelope)
         subscription = next(s for s in self.subscriptions if s.id == message.subscription_id)
-        body, headers = message.body, message.headers
-        for attempt in range(1, behaviour.webhook_max_attempts + 1):
-            if attempt > 1 and behaviour.retry_resigns:
-                if behaviour.retry_refreshes_sent_at:
-                    envelope = {**message.envelope, "_sentAt": format_timestamp(self._clock())}
-                    body = msgspec.json.encode(envelope)
-                headers = self._webhook_headers(subscription.secret, body)
-            status: int | None = None
-            error: str | None = None
-            try:
-                session = self._session
-                if session is None:
-                    raise RuntimeError("FakeMobilityWork is not started")
-                # No redirects: the document's success is exactly 200, so a 3xx is a failure.
-                async with session.post(
-                    message.url,
-                    data=body,
-                    headers=headers,
-                    allow_redirects=False,
-                    timeout=aiohttp.ClientTimeout(total=behaviour.webhook_timeout_s),
-                ) as response:
-                    status = response.status
-                    await response.read()
-            except (aiohttp.ClientError, TimeoutError) as exc:
-                error = f"{type(exc).__name__}: {exc}"
-            delivery = Delivery(
-                subscription_id=message.subscription_id,
-                url=message.url,
-                event=message.event,
-                attempt=attempt,
-                body=body,
-                headers=dict(headers),
-                status=status,
-                error=error,
-                redelivery=redelivery,
-            )
-            self.deliveries.append(delivery)
-            if delivery.ok or attempt == behaviour.webhook_max_attempts:
-                return
-            delay = behaviour.webhook_retry_initial_s * behaviour.webhook_retry_factor ** (
-                attempt - 1
-            )
-            await asyncio.sleep(min(delay, behaviour.webhook_retry_max_s))
+        return message.url, body, self._webhook_headers(subscription.secret, body)
+
+    def _after_attempt(self, message: WebhookMessage, attempt: Attempt) -> bool:
+        delivery = Delivery(
+            subscription_id=message.subscription_id,
+            url=message.url,
+            event=message.event,
+            attempt=attempt.number,
+            body=attempt.body,
+            headers=dict(attempt.headers),
+            status=attempt.status,
+            error=attempt.error,
+            redelivery=attempt.redelivery,
+        )
+        self.deliveries.append(delivery)
+        return delivery.ok or attempt.number == self.behaviour.webhook_max_attempts
 
     def _resource(self, value: Mapping[str, Any] | int | str) -> Json:
         if isinstance(value, Mapping):
@@ -954,21 +859,19 @@ class FakeMobilityWork:
         except ValueError:
             phrase = "Error"
         code = f"{status}{self.behaviour.error_code_suffix}"
-        return _json_response(_error_body(status, code, phrase), status, headers)
+        return json_response(_error_body(status, code, phrase), status, headers)
 
     async def _api(self, request: web.Request) -> web.Response:
         # Decide on arrival, in arrival order, so a delay only slows the answer.
-        delay = self._delay_queue.popleft() if self._delay_queue else 0.0
-        injected = self._fail_queue.popleft() if self._fail_queue else None
+        delay, injected = self._take_faults()
         # Read the whole body first: once the server has it, the request is processed even
         # if the client hangs up during a delay, as at a real server.
         body = await request.read()
         if injected is not None:
             status, retry_after = injected
-            headers = {} if retry_after is None else {"Retry-After": f"{retry_after:g}"}
-            response = self._generic_error(status, headers)
+            response = self._generic_error(status, retry_after_headers(retry_after))
         elif request.headers.get("Api-Key") != self.api_key:
-            response = _json_response(_UNAUTHORIZED, 401)
+            response = json_response(_UNAUTHORIZED, 401)
         else:
             response = self._dispatch(request, body)
         if delay > 0:
@@ -994,7 +897,7 @@ class FakeMobilityWork:
             payload = None
         if not isinstance(payload, dict):
             global_error = {"messageKey": behaviour.message_keys["invalid_json"], "parameters": {}}
-            return _json_response(
+            return json_response(
                 _error_body(400, _INVALID_PAYLOAD_CODE, _INVALID_PAYLOAD_MESSAGE, [global_error]),
                 400,
             )
@@ -1022,7 +925,7 @@ class FakeMobilityWork:
                 if name not in known and name != "assignees":
                     errors.add(_pointer(name), behaviour.message_keys["unknown_property"], {})
         if errors.by_pointer:
-            return _json_response(
+            return json_response(
                 _error_body(
                     400,
                     _INVALID_PAYLOAD_CODE,
@@ -1245,23 +1148,14 @@ class FakeMobilityWork:
 
     # ------------------------------------------------------------------ control API (/_fake)
 
-    async def _ctl_body(self, request: web.Request) -> Json:
-        try:
-            body = msgspec.json.decode(await request.read())
-        except msgspec.DecodeError:
-            raise web.HTTPBadRequest(text="body must be JSON") from None
-        if not isinstance(body, dict):
-            raise web.HTTPBadRequest(text="body must be a JSON object")
-        return body
-
     async def _ctl_emit(self, request: web.Request) -> web.Response:
         """POST /_fake/webhooks/{event} with the payload fields as a JSON object."""
-        fields = await self._ctl_body(request)
+        fields = await read_json_object(request)
         try:
             emitted = self.emit(request.match_info["event"], fields)
         except ValueError as exc:
-            return _json_response({"error": str(exc)}, 400)
-        return _json_response(
+            return json_response({"error": str(exc)}, 400)
+        return json_response(
             {
                 "event": emitted.event,
                 "subscribers": len(emitted.messages),
@@ -1271,49 +1165,49 @@ class FakeMobilityWork:
 
     async def _ctl_subscribe(self, request: web.Request) -> web.Response:
         """POST /_fake/subscriptions {event, url[, secret]} (secret null = unsigned)."""
-        body = await self._ctl_body(request)
+        body = await read_json_object(request)
         if not isinstance(body.get("event"), str) or not isinstance(body.get("url"), str):
-            return _json_response({"error": "event and url must be strings"}, 400)
+            return json_response({"error": "event and url must be strings"}, 400)
         secret: str | _Default | None = _Default.SECRET
         if "secret" in body:
             secret = None if body["secret"] is None else str(body["secret"])
         subscription = self.subscribe(body["event"], body["url"], secret)
-        return _json_response(
+        return json_response(
             {"id": subscription.id, "event": subscription.event, "url": subscription.url}
         )
 
     async def _ctl_calls(self, request: web.Request) -> web.Response:
         """GET /_fake/calls: the accepted mutating API calls."""
-        return _json_response(self.calls)
+        return json_response(self.calls)
 
     async def _ctl_tasks(self, request: web.Request) -> web.Response:
         """GET /_fake/tasks: the tasks created through the API."""
-        return _json_response(self.tasks)
+        return json_response(self.tasks)
 
     async def _ctl_add_equipment(self, request: web.Request) -> web.Response:
         """POST /_fake/equipments {id, itemCode[, name]}."""
-        body = await self._ctl_body(request)
+        body = await read_json_object(request)
         equipment_id, item_code = body.get("id"), body.get("itemCode")
         if not isinstance(equipment_id, int | str) or isinstance(equipment_id, bool):
-            return _json_response({"error": "id must be an integer or a string"}, 400)
+            return json_response({"error": "id must be an integer or a string"}, 400)
         if not isinstance(item_code, str):
-            return _json_response({"error": "itemCode must be a string"}, 400)
+            return json_response({"error": "itemCode must be a string"}, 400)
         try:
             equipment = self.add_equipment(
                 equipment_id, item_code, str(body.get("name", "Equipment"))
             )
         except ValueError as exc:
-            return _json_response({"error": str(exc)}, 409)
-        return _json_response(equipment)
+            return json_response({"error": str(exc)}, 409)
+        return json_response(equipment)
 
     async def _ctl_add_user(self, request: web.Request) -> web.Response:
         """POST /_fake/users {id, email[, name]}."""
-        body = await self._ctl_body(request)
+        body = await read_json_object(request)
         user_id, email = body.get("id"), body.get("email")
         if not isinstance(user_id, int) or isinstance(user_id, bool) or not isinstance(email, str):
-            return _json_response({"error": "id must be an integer and email a string"}, 400)
+            return json_response({"error": "id must be an integer and email a string"}, 400)
         try:
             user = self.add_user(user_id, email, str(body.get("name", "User")))
         except ValueError as exc:
-            return _json_response({"error": str(exc)}, 409)
-        return _json_response(user)
+            return json_response({"error": str(exc)}, 409)
+        return json_response(user)

@@ -28,12 +28,19 @@ import uuid
 from collections import deque
 from collections.abc import Callable, Mapping
 from datetime import UTC, date, datetime
-from types import TracebackType
 from typing import Any, Literal
 
-import aiohttp
 import msgspec
 from aiohttp import web
+
+from adapters.fakekit import (
+    Attempt,
+    FakeServer,
+    RetryPolicy,
+    json_response,
+    read_json_object,
+    retry_after_headers,
+)
 
 Record = dict[str, Any]
 """A MOCO entity as the API shows it: `id`, `created_at`, `updated_at`, `custom_properties`, …"""
@@ -309,19 +316,8 @@ class _ApiError(Exception):
         self.message = message
 
 
-def _json_response(
-    data: Any, status: int = 200, headers: Mapping[str, str] | None = None
-) -> web.Response:
-    return web.Response(
-        body=msgspec.json.encode(data),
-        status=status,
-        content_type="application/json",
-        headers=headers,
-    )
-
-
 def _message(status: int, message: str, headers: Mapping[str, str] | None = None) -> web.Response:
-    return _json_response({"message": message}, status, headers)
+    return json_response({"message": message}, status, headers)
 
 
 _DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
@@ -340,7 +336,7 @@ def _sort_key(value: Any) -> tuple[int, Any]:
     return (3, str(value))
 
 
-class FakeMoco:
+class FakeMoco(FakeServer[WebhookMessage]):
     """A fake MOCO API server; see the module docstring and `FakeMocoBehaviour`.
 
     Public state for tests: `calls` (accepted mutating API calls), `requests` (every
@@ -348,7 +344,17 @@ class FakeMoco:
     (every fired webhook), `subscriptions`, `rejected_429` (rate-limiter rejections, not
     injected ones), `request_times` (monotonic times of requests admitted by the limiter),
     `arrival_times` (monotonic times of every request carrying a valid key).
+
+    Lifecycle, `control_url`, `fail_next`/`delay_next`, `resend_last` and
+    `wait_deliveries_idle` come from `adapters.fakekit.FakeServer`. Here `fail_next` answers
+    `{"message": "injected failure (<status>)"}` even without a valid key; such requests take
+    no rate-limit slot but do count in `arrival_times`. With `delay_next` everything is
+    decided on arrival (rate limit, injected failure) and the handling and any write happen
+    after the delay.
     """
+
+    _server_name = "FakeMoco"
+    _base_path = "/api/v1"
 
     def __init__(
         self,
@@ -370,6 +376,7 @@ class FakeMoco:
             raise ValueError("webhook_secret must be 32 hexadecimal characters")
         if per_page_default < 1:
             raise ValueError("per_page_default must be >= 1")
+        super().__init__()
         self.behaviour = behaviour or FakeMocoBehaviour()
         self.webhook_secret = webhook_secret
         self.rate_limit = rate_limit
@@ -381,8 +388,6 @@ class FakeMoco:
         self._store: dict[str, dict[int, Record]] = {name: {} for name in resources}
         self._next_id: dict[str, int] = dict.fromkeys(resources, self.behaviour.first_id)
         self._limiters: dict[str, _SlidingWindow] = {}
-        self._fail_queue: deque[tuple[int, float | None]] = deque()
-        self._delay_queue: deque[float] = deque()
         self._idempotent: dict[tuple[str, str, str, str], tuple[int, bytes]] = {}
 
         self.calls: list[RecordedCall] = []
@@ -391,20 +396,11 @@ class FakeMoco:
         self.arrival_times: list[float] = []
         self.rejected_429 = 0
         self.subscriptions: list[Subscription] = []
-        self.webhooks: list[WebhookMessage] = []
         self.deliveries: list[Delivery] = []
-
-        self.base_url: str | None = None
-        self._runner: web.AppRunner | None = None
-        self._session: aiohttp.ClientSession | None = None
-        self._tasks: set[asyncio.Task[None]] = set()
 
     # ------------------------------------------------------------------ lifecycle
 
-    async def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
-        """Listen on host:port (0 = any free port) and return the API base URL."""
-        if self._runner is not None:
-            raise RuntimeError("FakeMoco is already started")
+    def _build_app(self) -> web.Application:
         app = web.Application()
         # /_fake/subscriptions is registered before /_fake/{resource}: aiohttp matches in
         # registration order and "subscriptions" is not a resource.
@@ -414,74 +410,13 @@ class FakeMoco:
         app.router.add_put("/_fake/{resource}/{id}", self._ctl_update)
         app.router.add_delete("/_fake/{resource}/{id}", self._ctl_delete)
         app.router.add_route("*", "/api/v1/{tail:.*}", self._api)
-        # A short shutdown timeout: a test stopping the fake should not wait for slow
-        # (delay_next) handlers for aiohttp's default 60 s.
-        runner = web.AppRunner(app, shutdown_timeout=1.0, access_log=None)
-        await runner.setup()
-        site = web.TCPSite(runner, host, port)
-        await site.start()
-        bound_port = runner.addresses[0][1]
-        self._runner = runner
-        self._session = aiohttp.ClientSession()
-        self.base_url = f"http://{host}:{bound_port}/api/v1"
-        return self.base_url
-
-    async def stop(self) -> None:
-        """Cancel pending webhook deliveries, close the client session, stop listening."""
-        tasks = list(self._tasks)
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
-
-    async def __aenter__(self) -> FakeMoco:
-        if self._runner is None:
-            await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.stop()
-
-    @property
-    def control_url(self) -> str:
-        """Base URL of the unauthenticated control API (`.../_fake`)."""
-        if self.base_url is None:
-            raise RuntimeError("FakeMoco is not started")
-        return self.base_url.removesuffix("/api/v1") + "/_fake"
+        return app
 
     # ------------------------------------------------------------------ test handles
 
     def add_api_key(self, api_key: str, user_id: int) -> None:
         """Accept another API key, belonging to `user_id` (each key has its own rate limit)."""
         self._api_keys[api_key] = user_id
-
-    def fail_next(self, n: int, status: int, retry_after: float | None = None) -> None:
-        """Answer the next `n` API requests with `status` before any other handling.
-
-        They are answered even without a valid key and take no rate-limit slot, but do count
-        in `arrival_times`. `retry_after` is sent as given (`%g`, so fractions are possible
-        for fast tests; real HTTP uses whole seconds).
-        """
-        self._fail_queue.extend([(status, retry_after)] * n)
-
-    def delay_next(self, n: int, seconds: float) -> None:
-        """Hold the answers of the next `n` API requests for `seconds`.
-
-        Everything is decided on arrival (rate limit, injected failure); the handling and any
-        write happen after the delay, so a client that times out meanwhile still causes the
-        write: the "did my request go through?" case.
-        """
-        self._delay_queue.extend([seconds] * n)
 
     def max_requests_in_any_window(self, window_s: float) -> int:
         """Most requests with a valid key (whatever their answer) in any `[t, t+window_s)`."""
@@ -606,70 +541,44 @@ class FakeMoco:
         )
         self._spawn(message, redelivery=True)
 
-    def resend_last(self) -> None:
-        """Send the most recently fired webhook again, byte for byte. IndexError if none."""
-        self._spawn(self.webhooks[-1], redelivery=True)
+    def _retry_policy(self) -> RetryPolicy:
+        return self.behaviour
 
-    # A `timeout` argument rather than asyncio.timeout() around the call: it is the interface
-    # tests were promised, and one number reads better at every call site.
-    async def wait_deliveries_idle(self, timeout: float) -> None:  # noqa: ASYNC109
-        """Wait until no webhook delivery is pending; TimeoutError after `timeout` seconds."""
-        async with asyncio.timeout(timeout):
-            while self._tasks:
-                await asyncio.wait(set(self._tasks))
+    def _subscription(self, message: WebhookMessage) -> Subscription:
+        return next(s for s in self.subscriptions if s.id == message.subscription_id)
 
-    def _spawn(self, message: WebhookMessage, *, redelivery: bool) -> None:
-        task = asyncio.get_running_loop().create_task(self._deliver(message, redelivery))
-        # Keep a strong reference: the loop holds tasks only weakly.
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+    def _may_attempt(self, message: WebhookMessage, attempt: int) -> bool:
+        return self._subscription(message).enabled
 
-    async def _deliver(self, message: WebhookMessage, redelivery: bool) -> None:
-        subscription = next(s for s in self.subscriptions if s.id == message.subscription_id)
-        behaviour = self.behaviour
-        attempt = 0
-        while subscription.enabled:
-            attempt += 1
-            status: int | None = None
-            error: str | None = None
-            try:
-                session = self._session
-                if session is None:
-                    raise RuntimeError("FakeMoco is not started")
-                async with session.post(
-                    message.url,
-                    data=message.body,
-                    headers=message.headers,
-                    timeout=aiohttp.ClientTimeout(total=behaviour.webhook_timeout_s),
-                ) as response:
-                    status = response.status
-                    await response.read()
-            except (aiohttp.ClientError, TimeoutError) as exc:
-                error = f"{type(exc).__name__}: {exc}"
-            delivery = Delivery(
-                subscription_id=message.subscription_id,
-                url=message.url,
-                attempt=attempt,
-                target=message.target,
-                event=message.event,
-                body=message.body,
-                headers=message.headers,
-                status=status,
-                error=error,
-                redelivery=redelivery,
-            )
-            self.deliveries.append(delivery)
-            if delivery.ok:
-                subscription.consecutive_failures = 0
-                return
-            subscription.consecutive_failures += 1
-            if subscription.consecutive_failures >= behaviour.webhook_max_consecutive_failures:
-                subscription.enabled = False
-                return
-            delay = behaviour.webhook_retry_initial_s * behaviour.webhook_retry_factor ** (
-                attempt - 1
-            )
-            await asyncio.sleep(min(delay, behaviour.webhook_retry_max_s))
+    def _attempt_request(
+        self, message: WebhookMessage, attempt: int
+    ) -> tuple[str, bytes, dict[str, str]]:
+        # Body, timestamp and signature are fixed when fired: retries re-send them unchanged.
+        return message.url, message.body, message.headers
+
+    def _after_attempt(self, message: WebhookMessage, attempt: Attempt) -> bool:
+        delivery = Delivery(
+            subscription_id=message.subscription_id,
+            url=message.url,
+            attempt=attempt.number,
+            target=message.target,
+            event=message.event,
+            body=attempt.body,
+            headers=attempt.headers,
+            status=attempt.status,
+            error=attempt.error,
+            redelivery=attempt.redelivery,
+        )
+        self.deliveries.append(delivery)
+        subscription = self._subscription(message)
+        if delivery.ok:
+            subscription.consecutive_failures = 0
+            return True
+        subscription.consecutive_failures += 1
+        if subscription.consecutive_failures >= self.behaviour.webhook_max_consecutive_failures:
+            subscription.enabled = False
+            return True
+        return False
 
     def _fire(self, resource: str, event: str, record: Record, user_id: int) -> None:
         target = self.behaviour.webhook_targets.get(resource)
@@ -788,13 +697,13 @@ class FakeMoco:
         # arrival order and a delay only slows the answer.
         if identity is not None:
             self.arrival_times.append(now)
-        delay = self._delay_queue.popleft() if self._delay_queue else 0.0
-        injected = self._fail_queue.popleft() if self._fail_queue else None
+        delay, injected = self._take_faults()
         early: web.Response | None = None
         if injected is not None:
             status, retry_after = injected
-            headers = {} if retry_after is None else {"Retry-After": f"{retry_after:g}"}
-            early = _message(status, f"injected failure ({status})", headers)
+            early = _message(
+                status, f"injected failure ({status})", retry_after_headers(retry_after)
+            )
         elif identity is None:
             early = _message(401, "Unauthorized: send 'Authorization: Token token=<api key>'")
         elif self.rate_limit is not None:
@@ -847,7 +756,7 @@ class FakeMoco:
         if parts == ["session"] and request.method == "GET":
             # Documented: 200 with the key's user id and a uuid when the key is valid.
             user_id = identity[1]
-            return _json_response(
+            return json_response(
                 {"id": user_id, "uuid": str(uuid.uuid5(uuid.NAMESPACE_OID, f"moco-{user_id}"))}
             )
         if not 1 <= len(parts) <= 2 or parts[0] not in self.behaviour.resource_paths:
@@ -866,7 +775,7 @@ class FakeMoco:
             record = self._store[resource].get(record_id)
             if record is None:
                 raise _ApiError(404, f"{parts[0]} {record_id} not found")
-            return _json_response(record)
+            return json_response(record)
         if method not in _MUTATING or (method == "POST") != (record_id is None):
             raise _ApiError(405, "Method not allowed")
         if resource not in self.behaviour.writable_resources:
@@ -914,7 +823,7 @@ class FakeMoco:
             else:
                 next_url = request.url.with_query(page=str(page + 1))
             headers["Link"] = f'<{next_url}>; rel="next"'
-        return _json_response(chunk, headers=headers)
+        return json_response(chunk, headers=headers)
 
     def _positive_int(self, query: Mapping[str, str], name: str, default: int) -> int:
         raw = query.get(name)
@@ -1030,15 +939,6 @@ class FakeMoco:
 
     # ------------------------------------------------------------------ control API (/_fake)
 
-    async def _ctl_body(self, request: web.Request) -> dict[str, Any]:
-        try:
-            body = msgspec.json.decode(await request.read())
-        except msgspec.DecodeError:
-            raise web.HTTPBadRequest(text="body must be JSON") from None
-        if not isinstance(body, dict):
-            raise web.HTTPBadRequest(text="body must be a JSON object")
-        return body
-
     def _ctl_resource(self, request: web.Request) -> str:
         name = request.match_info["resource"]
         if name not in self.behaviour.resource_paths:
@@ -1062,20 +962,20 @@ class FakeMoco:
     async def _ctl_create(self, request: web.Request) -> web.Response:
         """POST /_fake/<resource>[?user_id=N]: create as a UI change."""
         resource = self._ctl_resource(request)
-        fields = await self._ctl_body(request)
-        return _json_response(self.create_record(resource, fields, self._ctl_user(request)))
+        fields = await read_json_object(request)
+        return json_response(self.create_record(resource, fields, self._ctl_user(request)))
 
     async def _ctl_update(self, request: web.Request) -> web.Response:
         """PUT /_fake/<resource>/<id>[?user_id=N]: update as a UI change."""
         resource = self._ctl_resource(request)
-        fields = await self._ctl_body(request)
+        fields = await read_json_object(request)
         try:
             record = self.update_record(
                 resource, self._ctl_id(request), fields, self._ctl_user(request)
             )
         except KeyError:
             raise web.HTTPNotFound(text="no such record") from None
-        return _json_response(record)
+        return json_response(record)
 
     async def _ctl_delete(self, request: web.Request) -> web.Response:
         """DELETE /_fake/<resource>/<id>[?user_id=N]: delete as a UI change."""
@@ -1088,13 +988,13 @@ class FakeMoco:
 
     async def _ctl_subscribe(self, request: web.Request) -> web.Response:
         """POST /_fake/subscriptions {target, event, url}."""
-        body = await self._ctl_body(request)
+        body = await read_json_object(request)
         try:
             target, event, url = str(body["target"]), str(body["event"]), str(body["url"])
         except KeyError as missing:
             raise web.HTTPBadRequest(text=f"{missing} is missing") from None
-        return _json_response(self.subscribe(target, event, url))
+        return json_response(self.subscribe(target, event, url))
 
     async def _ctl_calls(self, request: web.Request) -> web.Response:
         """GET /_fake/calls: the accepted mutating API calls."""
-        return _json_response(self.calls)
+        return json_response(self.calls)
