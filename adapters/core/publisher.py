@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 from aiokafka import AIOKafkaProducer
 
@@ -43,15 +44,28 @@ class Publisher:
         count = len(records)
         self.in_flight += count
         self._idle.clear()
-        # Shielded: a client that hangs up must not cancel a send half-way; the record may
-        # still land, and its stable id lets consumers drop the vendor's retry. The slot is
-        # freed only when the send really ends, so a dead broker cannot grow memory unbounded.
-        task = asyncio.ensure_future(self._send_all(records))
-        task.add_done_callback(lambda t: self._release(t, count))
+        acked: asyncio.Future[Any] | None = None
         try:
-            await asyncio.wait_for(asyncio.shield(task), timeout_s)
+            async with asyncio.timeout(timeout_s):
+                futures = [
+                    await self.producer.send(topic, value=value, key=key, headers=headers)
+                    for topic, key, value, headers in records
+                ]
+                acked = futures[0] if count == 1 else asyncio.gather(*futures)
+                # The slot is freed only when the send really ends, so a dead broker cannot
+                # grow memory without bound.
+                acked.add_done_callback(lambda f: self._release(f, count))
+                # Shielded: a caller that goes away must not cancel a send half-way; the
+                # record may still land, and its stable id lets consumers drop the retry.
+                await asyncio.shield(acked)
         except TimeoutError:
+            if acked is None:
+                self._release(None, count)  # nothing was queued for good
             raise NotAcknowledged(f"no ack from Kafka within {timeout_s:.1f}s") from None
+        except BaseException:
+            if acked is None:
+                self._release(None, count)
+            raise
 
     async def drained(self, timeout_s: float) -> bool:
         """Wait until no send awaits an ack (shutdown); False if some still did at the timeout."""
@@ -61,16 +75,9 @@ class Publisher:
             return False
         return True
 
-    def _release(self, task: asyncio.Future[None], count: int) -> None:
+    def _release(self, done: asyncio.Future[Any] | None, count: int) -> None:
         self.in_flight -= count
         if self.in_flight == 0:
             self._idle.set()
-        if not task.cancelled():
-            task.exception()  # a late failure after our timeout is expected; don't warn
-
-    async def _send_all(self, records: list[tuple[str, bytes | None, bytes, Headers]]) -> None:
-        futures = [
-            await self.producer.send(topic, value=value, key=key, headers=headers)
-            for topic, key, value, headers in records
-        ]
-        await asyncio.gather(*futures)
+        if done is not None and not done.cancelled():
+            done.exception()  # a late failure after our timeout is expected; don't warn

@@ -8,12 +8,15 @@ retries. Stable event ids make those retries harmless for consumers.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections import defaultdict
 from collections.abc import Callable
 from datetime import UTC, datetime
+from typing import Any
 
+import msgspec
 from aiohttp import web
 from aiokafka.errors import KafkaError
 
@@ -56,6 +59,14 @@ class WebhookServer:
         self.app.router.add_get("/readyz", self.readyz)
         self.app.router.add_get("/metrics", self.metrics_page)
 
+    @functools.lru_cache(maxsize=1024)  # noqa: B019 (one server per process; bounded)
+    def _counter(self, name: str, outcome: str) -> Any:
+        return self.metrics.webhooks.labels(name, outcome)
+
+    @functools.lru_cache(maxsize=256)  # noqa: B019
+    def _latency(self, name: str) -> Any:
+        return self.metrics.webhook_latency.labels(name)
+
     async def healthz(self, _request: web.Request) -> web.Response:
         """Alive: the event loop answers."""
         return web.json_response({"status": "ok"})
@@ -80,8 +91,8 @@ class WebhookServer:
         if inst is None or inst.spec.webhook is None or not inst.cfg.webhooks.enabled:
             return _answer(404, "no webhook endpoint for this instance")
         outcome, response = await self._handle(request, inst)
-        self.metrics.webhooks.labels(name, outcome).inc()
-        self.metrics.webhook_latency.labels(name).observe(time.perf_counter() - started)
+        self._counter(name, outcome).inc()
+        self._latency(name).observe(time.perf_counter() - started)
         return response
 
     async def _handle(self, request: web.Request, inst: Instance) -> tuple[str, web.Response]:
@@ -171,4 +182,12 @@ class WebhookServer:
 
 def _answer(status: int, message: str, *, retry_after: int | None = None) -> web.Response:
     headers = {"Retry-After": str(retry_after)} if retry_after is not None else None
-    return web.json_response({"message": message}, status=status, headers=headers)
+    return web.Response(
+        body=_message_body(message), status=status, headers=headers, content_type="application/json"
+    )
+
+
+@functools.lru_cache(maxsize=64)
+def _message_body(message: str) -> bytes:
+    # The answers are a handful of fixed messages: encoded once.
+    return msgspec.json.encode({"message": message})
