@@ -22,53 +22,50 @@ class _Command(msgspec.Struct, kw_only=True, omit_defaults=True, forbid_unknown_
     impersonate_user_id: Id | None = None
 
 
-class ActivityCreate(_Command):
-    """Book time on a project task."""
+Name = Annotated[str, msgspec.Meta(min_length=1)]
+Currency = Annotated[str, msgspec.Meta(pattern=r"^[A-Z]{3}\Z")]
+CompanyType = Literal["customer", "supplier", "organization"]
 
-    date: Date
-    project_id: Id
+
+class _ActivityFields(_Command, kw_only=True):
     task_id: Id | None = None
     hours: Annotated[float, msgspec.Meta(ge=0)] | None = None
     seconds: Annotated[int, msgspec.Meta(ge=0)] | None = None
     description: str | None = None
     billable: bool | None = None
     tag: str | None = None
+
+
+class ActivityCreate(_ActivityFields, kw_only=True):
+    """Book time on a project task."""
+
+    date: Date
+    project_id: Id
     remote_service: str | None = None
     remote_id: str | None = None
     remote_url: str | None = None
 
 
-class ActivityUpdate(_Command):
+class ActivityUpdate(_ActivityFields, kw_only=True):
     """Change fields of an activity; fields left out are unchanged."""
 
     id: Id
     date: Date | None = None
     project_id: Id | None = None
-    task_id: Id | None = None
-    hours: Annotated[float, msgspec.Meta(ge=0)] | None = None
-    seconds: Annotated[int, msgspec.Meta(ge=0)] | None = None
-    description: str | None = None
-    billable: bool | None = None
-    tag: str | None = None
 
 
-class Delete(_Command):
+class Delete(_Command, kw_only=True):
     """Delete the record with this id."""
 
     id: Id
 
 
-class ProjectCreate(_Command):
-    """Create a project for a customer."""
-
-    name: Annotated[str, msgspec.Meta(min_length=1)]
-    customer_id: Id
-    currency: Annotated[str, msgspec.Meta(pattern=r"^[A-Z]{3}\Z")] | None = None
+class _ProjectFields(_Command, kw_only=True):
+    currency: Currency | None = None
     identifier: str | None = None
     leader_id: Id | None = None
     start_date: Date | None = None
     finish_date: Date | None = None
-    fixed_price: bool | None = None
     budget: float | None = None
     billing_address: str | None = None
     info: str | None = None
@@ -76,30 +73,24 @@ class ProjectCreate(_Command):
     custom_properties: CustomProperties | None = None
 
 
-class ProjectUpdate(_Command):
+class ProjectCreate(_ProjectFields, kw_only=True):
+    """Create a project for a customer."""
+
+    name: Name
+    customer_id: Id
+    fixed_price: bool | None = None
+
+
+class ProjectUpdate(_ProjectFields, kw_only=True):
     """Change fields of a project; custom properties left out are kept (merged)."""
 
     id: Id
-    name: Annotated[str, msgspec.Meta(min_length=1)] | None = None
+    name: Name | None = None
     customer_id: Id | None = None
-    currency: Annotated[str, msgspec.Meta(pattern=r"^[A-Z]{3}\Z")] | None = None
-    identifier: str | None = None
-    leader_id: Id | None = None
-    start_date: Date | None = None
-    finish_date: Date | None = None
-    budget: float | None = None
-    billing_address: str | None = None
-    info: str | None = None
-    tags: list[str] | None = None
-    custom_properties: CustomProperties | None = None
 
 
-class CompanyCreate(_Command):
-    """Create a customer, supplier or organisation."""
-
-    name: Annotated[str, msgspec.Meta(min_length=1)]
-    type: Literal["customer", "supplier", "organization"]
-    currency: Annotated[str, msgspec.Meta(pattern=r"^[A-Z]{3}\Z")] | None = None
+class _CompanyFields(_Command, kw_only=True):
+    currency: Currency | None = None
     website: str | None = None
     email: str | None = None
     phone: str | None = None
@@ -109,20 +100,19 @@ class CompanyCreate(_Command):
     custom_properties: CustomProperties | None = None
 
 
-class CompanyUpdate(_Command):
+class CompanyCreate(_CompanyFields, kw_only=True):
+    """Create a customer, supplier or organisation."""
+
+    name: Name
+    type: CompanyType
+
+
+class CompanyUpdate(_CompanyFields, kw_only=True):
     """Change fields of a company; custom properties left out are kept (merged)."""
 
     id: Id
-    name: Annotated[str, msgspec.Meta(min_length=1)] | None = None
-    type: Literal["customer", "supplier", "organization"] | None = None
-    currency: Annotated[str, msgspec.Meta(pattern=r"^[A-Z]{3}\Z")] | None = None
-    website: str | None = None
-    email: str | None = None
-    phone: str | None = None
-    address: str | None = None
-    info: str | None = None
-    tags: list[str] | None = None
-    custom_properties: CustomProperties | None = None
+    name: Name | None = None
+    type: CompanyType | None = None
 
 
 async def merge_custom_properties(
