@@ -6,9 +6,8 @@ import hashlib
 import hmac
 import json
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
 
 import pytest
 import pytest_asyncio
@@ -21,6 +20,7 @@ from adapters.core.metrics import Metrics
 from adapters.core.publisher import NotAcknowledged, Overloaded
 from adapters.core.webhook_server import WebhookServer
 from adapters.registry import VENDORS
+from tests.unit.core.webhook_harness import FakePublisher, served
 
 SECRET = "1d608b9d72219b90ff2393a1d3ee0ac0"
 BODY = b'{"id":4711,"date":"2024-05-06","description":"a description","hours":1.5}'
@@ -40,23 +40,6 @@ def moco_headers(body: bytes, **extra: str) -> dict[str, str]:
         "X-Moco-User-Id": "933613686",
         **extra,
     }
-
-
-@dataclass
-class FakePublisher:
-    raises: Exception | None = None
-    calls: list[tuple[list[tuple[str, bytes | None, bytes, Any]], float]] = field(
-        default_factory=list
-    )
-
-    async def publish(self, records: list[Any], *, timeout_s: float) -> None:
-        if self.raises is not None:
-            raise self.raises
-        self.calls.append((records, timeout_s))
-
-    @property
-    def records(self) -> list[tuple[str, bytes | None, bytes, Any]]:
-        return [r for recs, _ in self.calls for r in recs]
 
 
 def instances() -> dict[str, Instance]:
@@ -94,23 +77,11 @@ class Env:
 async def env() -> AsyncIterator[Env]:
     publisher = FakePublisher()
     ready = [True]
-    insts = instances()
-    server = WebhookServer(
-        instances=insts,
-        publisher=publisher,  # type: ignore[arg-type]
-        metrics=Metrics(),
-        max_body_bytes=1024,
-        send_timeout_s=1.0,
-        ready=lambda: ready[0],
-    )
-    client = TestClient(TestServer(server.app, host="127.0.0.1", port=0))
-    await client.start_server()
-    try:
+    async with served(instances(), publisher, max_body_bytes=1024, ready=lambda: ready[0]) as (
+        client,
+        server,
+    ):
         yield Env(client, publisher, server, ready)
-    finally:
-        await client.close()
-        for inst in insts.values():
-            await inst.client.close()
 
 
 async def test_valid_signature_publishes_and_answers_200(env: Env) -> None:

@@ -11,21 +11,21 @@ import hmac
 import json
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
 import pytest_asyncio
-from aiohttp.test_utils import TestClient, TestServer
+from aiohttp.test_utils import TestClient
 
 from adapters.config import parse_config
 from adapters.core.cloudevents_codec import stable_id
 from adapters.core.instance import Instance, build_instance
-from adapters.core.metrics import Metrics
 from adapters.core.publisher import NotAcknowledged, Overloaded
 from adapters.core.replay_guard import ReplayGuard
 from adapters.core.webhook_server import WebhookServer
 from adapters.registry import VENDORS
+from tests.unit.core.webhook_harness import FakePublisher, served
 
 SECRET = "mw-webhook-secret-0123456789abcdef"
 API_KEY = "913a8f7cef6ff084f1635511b9c7d07c3bab2816"
@@ -69,26 +69,6 @@ def mw_headers(
     }
 
 
-@dataclass
-class FakePublisher:
-    raises: Exception | None = None
-    calls: list[list[tuple[str, bytes | None, bytes, Any]]] = field(default_factory=list)
-    entered: int = 0
-    gate: asyncio.Event | None = None
-
-    async def publish(self, records: list[Any], *, timeout_s: float) -> None:
-        self.entered += 1
-        if self.gate is not None:
-            await self.gate.wait()
-        if self.raises is not None:
-            raise self.raises
-        self.calls.append(records)
-
-    @property
-    def records(self) -> list[tuple[str, bytes | None, bytes, Any]]:
-        return [r for recs in self.calls for r in recs]
-
-
 def instances() -> dict[str, Instance]:
     base = {
         "vendor": "mobilitywork",
@@ -128,22 +108,8 @@ class Env:
 async def env() -> AsyncIterator[Env]:
     publisher = FakePublisher()
     insts = instances()
-    server = WebhookServer(
-        instances=insts,
-        publisher=publisher,  # type: ignore[arg-type]
-        metrics=Metrics(),
-        max_body_bytes=65536,
-        send_timeout_s=1.0,
-        ready=lambda: True,
-    )
-    client = TestClient(TestServer(server.app, host="127.0.0.1", port=0))
-    await client.start_server()
-    try:
+    async with served(insts, publisher, max_body_bytes=65536) as (client, server):
         yield Env(client, publisher, server, insts)
-    finally:
-        await client.close()
-        for inst in insts.values():
-            await inst.client.close()
 
 
 def hdrs(record: tuple[str, bytes | None, bytes, Any]) -> dict[str, bytes]:
