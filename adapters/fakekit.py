@@ -40,6 +40,23 @@ class Attempt(msgspec.Struct, frozen=True, kw_only=True):
     redelivery: bool
 
 
+class DeliveryRecord(msgspec.Struct, kw_only=True):
+    """One webhook delivery attempt: `status` when the receiver answered, else `error`.
+
+    Each fake extends it with its vendor's own fields and its idea of success (`ok`).
+    """
+
+    subscription_id: int
+    url: str
+    event: str
+    attempt: int
+    body: bytes
+    headers: dict[str, str]
+    status: int | None
+    error: str | None
+    redelivery: bool
+
+
 class RetryPolicy(Protocol):
     """The webhook retry settings a fake's behaviour struct carries."""
 

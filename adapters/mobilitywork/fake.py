@@ -41,6 +41,7 @@ from aiohttp.typedefs import Handler
 
 from adapters.fakekit import (
     Attempt,
+    DeliveryRecord,
     FakeServer,
     RetryPolicy,
     json_response,
@@ -361,18 +362,8 @@ class EmittedWebhook(msgspec.Struct, kw_only=True):
     messages: list[WebhookMessage]
 
 
-class Delivery(msgspec.Struct, kw_only=True):
-    """One delivery attempt: `status` when the receiver answered, else `error`."""
-
-    subscription_id: int
-    url: str
-    event: str
-    attempt: int
-    body: bytes
-    headers: dict[str, str]
-    status: int | None
-    error: str | None
-    redelivery: bool
+class Delivery(DeliveryRecord, kw_only=True):
+    """One delivery attempt to a Mobility Work subscriber."""
 
     @property
     def ok(self) -> bool:

@@ -35,6 +35,7 @@ from aiohttp import web
 
 from adapters.fakekit import (
     Attempt,
+    DeliveryRecord,
     FakeServer,
     RetryPolicy,
     json_response,
@@ -266,19 +267,10 @@ class WebhookMessage(msgspec.Struct, kw_only=True):
     headers: dict[str, str]
 
 
-class Delivery(msgspec.Struct, kw_only=True):
-    """One delivery attempt: `status` when the receiver answered, else `error`."""
+class Delivery(DeliveryRecord, kw_only=True):
+    """One delivery attempt to a MOCO subscriber (with MOCO's X-Moco-Target)."""
 
-    subscription_id: int
-    url: str
-    attempt: int
     target: str
-    event: str
-    body: bytes
-    headers: dict[str, str]
-    status: int | None
-    error: str | None
-    redelivery: bool
 
     @property
     def ok(self) -> bool:
