@@ -104,6 +104,24 @@ class ServerConfig(_Base):
     max_in_flight: Positive = 2000
     # Keep it below Kubernetes' terminationGracePeriodSeconds (30 s by default).
     shutdown_grace_s: Annotated[float, msgspec.Meta(ge=0, le=300)] = 20.0
+    # SIGTERM: /readyz turns 503 at once, but the listener keeps accepting this long (part of
+    # the grace), while the load balancer or Kubernetes stops routing here.
+    shutdown_delay_s: Annotated[float, msgspec.Meta(ge=0, le=300)] = 2.0
+    # A request's line and headers must arrive within this long from their first byte.
+    header_timeout_s: PositiveFloat = 10.0
+    # An idle connection is closed after this long. Above the common load balancers' 60 s, so
+    # they close first and never send on a connection this side has just closed.
+    keepalive_timeout_s: PositiveFloat = 75.0
+    # The request line and each header: at most this many bytes; at most `max_headers` headers.
+    max_header_bytes: Annotated[int, msgspec.Meta(ge=1024, le=65536)] = 8190
+    max_headers: Annotated[int, msgspec.Meta(ge=16, le=1000)] = 100
+
+    def __post_init__(self) -> None:
+        if self.shutdown_delay_s > self.shutdown_grace_s:
+            raise ValueError(
+                f"shutdown_delay_s ({self.shutdown_delay_s:g}) is part of shutdown_grace_s "
+                f"({self.shutdown_grace_s:g}) and cannot exceed it"
+            )
 
 
 class RolesConfig(_Base):

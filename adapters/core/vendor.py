@@ -76,6 +76,11 @@ class WebhookSpec:
     deadline_s: float = 10.0
     # How long a replay key is remembered (the vendor's timestamp tolerance).
     replay_window_s: Callable[[InstanceConfig], float] = lambda _i: 0.0
+    # Lower-case names of the headers that carry the signature: a request with two
+    # different values of one is refused (which one would be checked is ambiguous).
+    signature_headers: frozenset[str] = frozenset()
+    # Bodies are JSON: their nesting is bounded before the mapper decodes them.
+    json_body: bool = True
 
 
 @dataclass(frozen=True)

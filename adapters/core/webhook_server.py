@@ -18,13 +18,16 @@ from typing import Any
 
 import msgspec
 from aiohttp import web
-from aiokafka.errors import KafkaError
+from aiohttp.web_protocol import RequestPayloadError
+from aiokafka.errors import KafkaError, MessageSizeTooLargeError
 
 from adapters.core.dlq import webhook_dlq_headers
 from adapters.core.instance import Instance
+from adapters.core.json_depth import MAX_JSON_DEPTH, nests_deeper_than
 from adapters.core.metrics import Metrics
 from adapters.core.publisher import NotAcknowledged, Overloaded, Publisher
-from adapters.core.replay_guard import ReplayGuard
+from adapters.core.record_limits import max_record_bytes, record_size
+from adapters.core.replay_guard import Claim, ReplayGuard
 from adapters.core.vendor import WebhookRejected, WebhookRequest, WebhookUnparseable
 
 log = logging.getLogger(__name__)
@@ -51,7 +54,11 @@ class WebhookServer:
         self.metrics = metrics
         self.send_timeout_s = send_timeout_s
         self.ready = ready
+        # Stopping: /readyz says 503 so traffic moves away, webhooks are still taken.
+        self.stopping = False
+        # Draining: the producer is going away; webhooks get 503 so the vendor retries.
         self.draining = False
+        self.max_record_bytes = max_record_bytes(max_body_bytes)
         self.replays: defaultdict[str, ReplayGuard] = defaultdict(ReplayGuard)
         self.app = web.Application(client_max_size=max_body_bytes)
         self.app.router.add_post("/webhooks/{name}", self.webhook)
@@ -72,8 +79,8 @@ class WebhookServer:
         return web.json_response({"status": "ok"})
 
     async def readyz(self, _request: web.Request) -> web.Response:
-        """Ready: connected to Kafka and not draining."""
-        if self.draining:
+        """Ready: connected to Kafka and not stopping."""
+        if self.stopping or self.draining:
             return web.json_response({"status": "draining"}, status=503)
         if not self.ready():
             return web.json_response({"status": "kafka unavailable"}, status=503)
@@ -108,30 +115,40 @@ class WebhookServer:
                 body = await request.read()
         except web.HTTPRequestEntityTooLarge:
             return "too_large", _answer(413, "body exceeds server.max_body_bytes")
+        except RequestPayloadError:
+            # A Content-Encoding that does not match the bytes: the sender's fault.
+            return "bad_encoding", _answer(400, "body does not match its Content-Encoding")
         except TimeoutError:
             return "slow_body", _answer(408, "request body not received in time")
+        for name in spec.signature_headers:
+            if len(set(request.headers.getall(name, ()))) > 1:
+                log.warning("webhook for %s refused: two different %s headers", inst.name, name)
+                return "unauthorized", _answer(401, "signature or credentials rejected")
         wreq = WebhookRequest(
             {k.lower(): v for k, v in request.headers.items()}, body, datetime.now(UTC)
         )
-        window = spec.replay_window_s(inst.cfg)
-        guard = self.replays[inst.name]
         try:
             replay_key = spec.verify(wreq, inst.cfg)
-            # Claimed until published: a concurrent copy is refused too, a retry after a
-            # failed publish is not.
-            if replay_key is not None and not guard.begin(replay_key, window):
-                raise WebhookRejected("replayed delivery (its nonce was already received)")
         except WebhookRejected as exc:
             log.warning("webhook for %s refused: %s", inst.name, exc)
             return "unauthorized", _answer(401, "signature or credentials rejected")
+        if replay_key is None:
+            return await self._publish(inst, wreq, started, budget)
+        window = spec.replay_window_s(inst.cfg)
+        guard = self.replays[inst.name]
+        claim = await _claim(guard, replay_key, window, started + budget)
+        if claim is Claim.PUBLISHED:
+            # Authentic, and already on Kafka: the vendor lost our 2xx. Answer it again.
+            return "duplicate", _answer(200, "already published")
+        if claim is None:
+            return "kafka_unavailable", _answer(503, "Kafka unavailable; retry", retry_after=5)
         published = False
         try:
             outcome = await self._publish(inst, wreq, started, budget)
             published = outcome[0] in ("published", "dlq")
             return outcome
         finally:
-            if replay_key is not None:
-                guard.end(replay_key, window, published=published)
+            guard.end(replay_key, window, published=published)
 
     async def _publish(
         self, inst: Instance, wreq: WebhookRequest, started: float, budget: float
@@ -139,27 +156,47 @@ class WebhookServer:
         spec = inst.spec.webhook
         assert spec is not None and self.publisher is not None
         timeout = max(0.5, min(self.send_timeout_s, budget - (time.monotonic() - started)))
+        if spec.json_body and nests_deeper_than(wreq.body):
+            return await self._dead_letter(
+                inst, wreq, f"JSON nested deeper than {MAX_JSON_DEPTH} levels", timeout
+            )
         try:
             drafts = spec.to_events(wreq, inst.name)
             records = []
             for draft in drafts:
                 key, value, headers = inst.encode(inst.event(draft))
                 records.append((inst.topics.events, key, value, headers))
+        except RecursionError:
+            return await self._dead_letter(inst, wreq, "body nested too deeply to map", timeout)
         except Exception as exc:
             # Authentic but not understood (or a mapping bug): kept in the DLQ, answered 2xx
             # so the vendor neither retries for ever nor disables the webhook.
             if not isinstance(exc, WebhookUnparseable):
                 log.exception("webhook for %s could not be mapped", inst.name)
             return await self._dead_letter(inst, wreq, str(exc) or type(exc).__name__, timeout)
+        largest = max((record_size(k, v, h) for _, k, v, h in records), default=0)
+        if largest > self.max_record_bytes:
+            # The body fits, its event does not (long subjects, structured mode's escaping):
+            # the DLQ record is the body itself, which always fits.
+            return await self._dead_letter(inst, wreq, self._too_large(largest), timeout)
         try:
             await self.publisher.publish(records, timeout_s=timeout)
         except Overloaded:
             return "overloaded", _answer(503, "too many webhooks in flight; retry", retry_after=1)
+        except MessageSizeTooLargeError:
+            # A topic allows less than it did at start-up: retrying cannot help.
+            return await self._dead_letter(inst, wreq, self._too_large(largest), timeout)
         except (NotAcknowledged, KafkaError) as exc:
             log.error("webhook for %s not published: %s", inst.name, exc)
             return "kafka_unavailable", _answer(503, "Kafka unavailable; retry", retry_after=5)
         self.metrics.events.labels(inst.name, "webhook").inc(len(records))
         return "published", _answer(200, "published")
+
+    def _too_large(self, size: int) -> str:
+        return (
+            f"event record of {size} bytes exceeds the Kafka record limit of "
+            f"{self.max_record_bytes} bytes (server.max_body_bytes plus headroom)"
+        )
 
     async def _dead_letter(
         self, inst: Instance, wreq: WebhookRequest, error: str, wait_s: float
@@ -172,12 +209,33 @@ class WebhookServer:
             await self.publisher.publish(
                 [(inst.topics.dlq, None, wreq.body, headers)], timeout_s=wait_s
             )
+        except MessageSizeTooLargeError:
+            log.error(
+                "webhook for %s fits server.max_body_bytes but not the DLQ topic: raise the "
+                "topic's max.message.bytes to %d",
+                inst.name,
+                self.max_record_bytes,
+            )
+            return "too_large", _answer(413, "body too large for the Kafka topics")
         except (NotAcknowledged, Overloaded, KafkaError):
             return "kafka_unavailable", _answer(503, "Kafka unavailable; retry", retry_after=5)
         self.metrics.dlq.labels(inst.name, "unparseable_webhook").inc()
         log.warning("webhook for %s sent to the DLQ: %s", inst.name, error)
         # 200, not 202: some vendors (Mobility Work) retry anything but exactly 200.
         return "dlq", _answer(200, "accepted into the dead-letter topic")
+
+
+async def _claim(guard: ReplayGuard, key: str, window_s: float, deadline: float) -> Claim | None:
+    """Claim a delivery key, waiting for a copy in flight; None if that outlasts `deadline`."""
+    while True:
+        state = guard.begin(key, window_s)
+        if isinstance(state, Claim):
+            return state
+        try:
+            # Shielded: this copy giving up must not cancel the other's wait.
+            await asyncio.wait_for(asyncio.shield(state), deadline - time.monotonic())
+        except TimeoutError:
+            return None
 
 
 def _answer(status: int, message: str, *, retry_after: int | None = None) -> web.Response:

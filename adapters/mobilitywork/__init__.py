@@ -75,6 +75,7 @@ SPEC = VendorSpec(
         # Not in the document: Mobility Work's answer deadline; kept like MOCO's 10 s.
         deadline_s=10.0,
         replay_window_s=webhooks.replay_window_s,
+        signature_headers=frozenset({webhooks.HEADER}),
     ),
     commands=COMMANDS,
     check_instance=check_instance,

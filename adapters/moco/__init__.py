@@ -44,7 +44,12 @@ SPEC = VendorSpec(
     auth_headers=auth_headers,
     errors=ErrorTable(),
     rate_limit=RateLimit(requests=15, per_seconds=15.0),
-    webhook=WebhookSpec(verify=webhooks.verify, to_events=webhooks.to_events, deadline_s=10.0),
+    webhook=WebhookSpec(
+        verify=webhooks.verify,
+        to_events=webhooks.to_events,
+        deadline_s=10.0,
+        signature_headers=frozenset({webhooks.SIGNATURE_HEADER}),
+    ),
     poll=POLL,
     commands=COMMANDS,
     check_instance=check_instance,

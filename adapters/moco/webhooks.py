@@ -16,6 +16,8 @@ from adapters.core.cloudevents_codec import stable_id
 from adapters.core.vendor import EventDraft, WebhookRejected, WebhookRequest, WebhookUnparseable
 from adapters.moco.undocumented import TARGET_RESOURCES
 
+SIGNATURE_HEADER = "x-moco-signature"
+
 
 def signature(secret: str, body: bytes) -> str:
     """What MOCO puts in `X-Moco-Signature` for `body`."""
@@ -29,7 +31,7 @@ def verify(request: WebhookRequest, instance: InstanceConfig) -> str | None:
     replays are recognised by the event id (a digest of what is signed).
     """
     secret = instance.webhook_secret
-    given = request.headers.get("x-moco-signature", "")
+    given = request.headers.get(SIGNATURE_HEADER, "")
     if secret is None or not secret.reveal():
         raise WebhookRejected("no webhook_secret configured for this MOCO instance")
     if not given:
