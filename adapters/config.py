@@ -366,5 +366,70 @@ def load_config(path: str | Path, *, env: dict[str, str] | None = None) -> Confi
     try:
         raw = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{file_path} is not valid YAML: {exc}") from None
+        raise ConfigError(_yaml_error(file_path, text, exc)) from None
     return parse_config(raw, env=env, base_dir=file_path.parent)
+
+
+_KEY_LINE = re.compile(r"^(\s*)(-\s+)?([A-Za-z0-9_.-]+)\s*:(\s|$)")
+# Quoted fragments of PyYAML's problem text can be pieces of the value (a secret); a quoted
+# single character (a tab, a bracket) says what is wrong and is kept.
+_QUOTED = re.compile(r"(?<![^\s(])'([^']{3,})'(?![^\s,.;:)])")
+
+
+def _yaml_error(path: Path, text: str, exc: yaml.YAMLError) -> str:
+    """File, line, column and key of a YAML syntax error, never the offending content.
+
+    PyYAML's own message quotes the line, which may hold a secret (`key: "unclosed...`).
+    """
+    mark = getattr(exc, "problem_mark", None)
+    # Where the broken construct began (an unclosed quote) names the key better than
+    # where the parser gave up (the end of the file).
+    start = getattr(exc, "context_mark", None) or mark
+    problem = _QUOTED.sub("'…'", str(getattr(exc, "problem", None) or "syntax error"))
+    context = getattr(exc, "context", None)
+    what = f"{context}: {problem}" if context else problem
+    if mark is None:
+        return f"{path} is not valid YAML: {what}"
+    key = _yaml_key_path(text.splitlines(), start.line if start else mark.line)
+    where = f"line {mark.line + 1}, column {mark.column + 1}"
+    if start is not None and (start.line, start.column) != (mark.line, mark.column):
+        where += f" (in what begins at line {start.line + 1}, column {start.column + 1})"
+    under = f", under key `{key}`" if key else ""
+    return f"{path}: invalid YAML at {where}{under}: {what}"
+
+
+def _yaml_key_path(lines: list[str], line_no: int) -> str:
+    """The key path (`instances[0].api_key`) of the mapping key on or above `line_no`."""
+    # Walking up, each line less indented than the last one kept is a parent: a key, or a
+    # list item (its dash), recorded as (key or None for an item, indent, line number).
+    chain: list[tuple[str | None, int, int]] = []
+    limit: int | None = None
+    for number in range(min(line_no, len(lines) - 1), -1, -1):
+        match = _KEY_LINE.match(lines[number])
+        if not match:
+            continue
+        dash = len(match.group(1))
+        indent = dash + len(match.group(2) or "")
+        if limit is None or indent < limit:
+            chain.append((match.group(3), indent, number))
+            limit = indent
+        if match.group(2) and dash < limit:
+            chain.append((None, dash, number))
+            limit = dash
+        if limit == 0:
+            break
+    path = ""
+    parent_line = -1
+    for key, indent, number in reversed(chain):
+        if key is None:
+            # Which item of its list: the dashes at this indent since the list's own key.
+            index = -1 + sum(
+                1
+                for line in lines[parent_line + 1 : number + 1]
+                if len(line) - len(line.lstrip(" ")) == indent and line.lstrip(" ")[:1] == "-"
+            )
+            path += f"[{index}]"
+        else:
+            path = f"{path}.{key}" if path else key
+        parent_line = number
+    return path
