@@ -427,7 +427,7 @@ def test_load_config_yaml_file(tmp_path: Path) -> None:
 def test_load_config_invalid_yaml(tmp_path: Path) -> None:
     path = tmp_path / "bad.yaml"
     path.write_text("kafka:\n  bootstrap_servers: [unclosed\n")
-    with pytest.raises(ConfigError, match="is not valid YAML"):
+    with pytest.raises(ConfigError, match="invalid YAML at line 3"):
         load_config(path, env={})
 
 
