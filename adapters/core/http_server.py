@@ -15,11 +15,20 @@ answered within the grace period.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from typing import Any
 
 from aiohttp import web
-from aiohttp.web_protocol import RequestHandler
+from aiohttp.http_exceptions import HttpProcessingError
+from aiohttp.web_protocol import RequestHandler, RequestPayloadError
+from aiohttp.web_request import BaseRequest
+from aiohttp.web_response import StreamResponse
+
+log = logging.getLogger(__name__)
+
+# A connection this young with nothing received yet is awaited by the drain, not cut.
+FRESH_S = 0.5
 
 
 class _BoundedHandler(RequestHandler):
@@ -29,6 +38,9 @@ class _BoundedHandler(RequestHandler):
         super().__init__(manager, **kwargs)
         self._header_timeout_s = header_timeout_s
         self._header_timer: asyncio.TimerHandle | None = None
+        self._quiet = False
+        self._accepted_at = 0.0
+        self._got_data = False
 
     @property
     def receiving_headers(self) -> bool:
@@ -37,10 +49,20 @@ class _BoundedHandler(RequestHandler):
 
     @property
     def busy(self) -> bool:
-        """A request is being received, handled or answered on this connection."""
-        return self._request_in_progress or bool(self._messages) or self.receiving_headers
+        """A request is being received, handled or answered on this connection.
+
+        A connection accepted a moment ago that has sent nothing yet counts too: its client
+        is about to send the request it connected for.
+        """
+        fresh = not self._got_data and self._loop.time() - self._accepted_at < FRESH_S
+        return fresh or self._request_in_progress or bool(self._messages) or self.receiving_headers
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._accepted_at = self._loop.time()
+        super().connection_made(transport)
 
     def data_received(self, data: bytes) -> None:
+        self._got_data = True
         super().data_received(data)
         if self._messages or self._request_in_progress or self.transport is None:
             # Headers complete (the body is bounded by the handler's own deadline).
@@ -64,6 +86,45 @@ class _BoundedHandler(RequestHandler):
     def connection_lost(self, exc: BaseException | None) -> None:
         self._cancel_header_timer()
         super().connection_lost(exc)
+
+    def handle_error(
+        self,
+        request: BaseRequest,
+        status: int = 500,
+        exc: BaseException | None = None,
+        message: str | None = None,
+    ) -> StreamResponse:
+        # A malformed request (line, header, encoding) is the sender's fault: aiohttp would
+        # log a traceback per request; one line at INFO says enough. Our own 500s stay loud.
+        if status >= 500:
+            return super().handle_error(request, status, exc, message)
+        self._quiet = True
+        try:
+            log.info("bad request from %s: %s %s", request.remote, status, _reason(exc))
+            return super().handle_error(request, status, exc, message)
+        finally:
+            self._quiet = False
+
+    def log_exception(self, *args: Any, **kw: Any) -> None:
+        if self._quiet:
+            return
+        exc = kw.get("exc_info")
+        if isinstance(exc, RequestPayloadError | HttpProcessingError):
+            # aiohttp reads the rest of a refused body after the answer ("lingering") and
+            # meets the same decoding error again: already answered, not ours to shout about.
+            log.info("bad request body: %s", _reason(exc))
+            return
+        super().log_exception(*args, **kw)
+
+
+def _reason(exc: BaseException | None) -> str:
+    if exc is None:
+        return ""
+    text = getattr(exc, "message", None) or str(exc)
+    # The parser's message can quote the request line: keep it short.
+    return (
+        f"{type(exc).__name__}: {str(text).splitlines()[0][:120]}" if text else type(exc).__name__
+    )
 
 
 class _BoundedServer(web.Server):

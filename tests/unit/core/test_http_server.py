@@ -226,3 +226,20 @@ async def test_drain_reports_requests_still_open_at_the_end_of_the_grace() -> No
     finally:
         gate.set()
         await runner.cleanup()
+
+
+async def test_a_connection_accepted_just_before_the_listener_closes_is_still_served() -> None:
+    async with serving(header_timeout_s=2) as (runner, port):
+        drain = asyncio.create_task(runner.drain(delay_s=0.3, grace_s=5))
+        await asyncio.sleep(0.2)
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        # The client sends its request only after the listener has closed.
+        await asyncio.sleep(0.25)
+        with pytest.raises(OSError):
+            await asyncio.open_connection("127.0.0.1", port)
+        writer.write(request())
+        await writer.drain()
+        head = await asyncio.wait_for(reader.readuntil(b"got 5"), 2)
+        assert head.startswith(b"HTTP/1.1 200")
+        writer.close()
+        assert await asyncio.wait_for(drain, 3) is True
