@@ -24,7 +24,6 @@ from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import quote
 
 import msgspec
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
@@ -40,8 +39,17 @@ from adapters.core.errors import Action
 from adapters.core.group_commit import CommitterClosed, GroupCommitter, Record
 from adapters.core.instance import SCHEMA_BASE, Instance
 from adapters.core.kafka import client_kwargs, transactional_producer
-from adapters.core.ledger import LedgerEntry, decode_entry, encode_entry, payload_hash
+from adapters.core.ledger import (
+    LedgerEntry,
+    answered_record,
+    decode_entry,
+    encode_entry,
+    key_record,
+    payload_hash,
+    read_ledger,
+)
 from adapters.core.metrics import Metrics
+from adapters.core.rest_command import PathFieldInvalid, path_segment
 from adapters.core.state_restore import restore_partition
 from adapters.core.vendor import CommandSpec, PreparedCall, PrepareFailed
 from adapters.core.vendor_call import CallOutcome, RetryPolicy, call_with_retry
@@ -51,8 +59,6 @@ log = logging.getLogger(__name__)
 
 # A partition stops being fetched while this many of its commands wait (backpressure).
 MAX_PENDING_PER_PARTITION = 1000
-# Ledger key of "this command id has its result" for outcomes without a vendor call.
-ANSWERED = "answered/"
 
 
 class Invalid(Exception):
@@ -69,6 +75,8 @@ class Command:
     command_type: str
     subject: str
     idem_key: str
+    # Why a record that decoded is still no command (with `event` None).
+    problem: str | None = None
 
 
 @dataclass
@@ -76,8 +84,18 @@ class Decision:
     """What to commit for one command: its result (None: it has one already) and ledger."""
 
     result: CommandResult | None
-    ledger: list[tuple[str, LedgerEntry]] = field(default_factory=list)
+    # The command's idempotency key now holds this entry (the key's final result).
+    key_entry: LedgerEntry | None = None
+    # A result that used no key (rejected, conflict, a repeat): kept under the command id.
+    answer_entry: LedgerEntry | None = None
     dlq_error: str | None = None
+
+
+@dataclass
+class _KeyLock:
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    # Holder and waiters: a released lock may have a woken waiter that has not run yet.
+    users: int = 0
 
 
 @dataclass
@@ -86,7 +104,10 @@ class PartitionWork:
 
     tp: TopicPartition
     producer: AIOKafkaProducer
+    # Entries by idempotency key.
     ledger: dict[str, LedgerEntry]
+    # Ids of commands answered without using their key.
+    answered: set[str] = field(default_factory=set)
     committer: GroupCommitter | None = None
     pending: set[int] = field(default_factory=set)
     highest: int = -1
@@ -95,7 +116,7 @@ class PartitionWork:
     # In-flight marks written by this process: idempotency key → the vendor may have acted.
     marks: dict[str, bool] = field(default_factory=dict)
     # Commands of one idempotency key on different subjects must not run side by side.
-    key_locks: dict[str, asyncio.Lock] = field(default_factory=dict)
+    key_locks: dict[str, _KeyLock] = field(default_factory=dict)
     closing: bool = False
     paused: bool = False
 
@@ -108,12 +129,16 @@ class PartitionWork:
     @contextlib.asynccontextmanager
     async def key_lock(self, key: str) -> AsyncIterator[None]:
         """Serialise the commands of one idempotency key (the ledger check and the call)."""
-        lock = self.key_locks.setdefault(key, asyncio.Lock())
+        entry = self.key_locks.setdefault(key, _KeyLock())
+        entry.users += 1
         try:
-            async with lock:
+            async with entry.lock:
                 yield
         finally:
-            if not lock.locked() and self.key_locks.get(key) is lock:
+            # Dropped only when nobody holds or waits: `locked()` is already False while a
+            # woken waiter has yet to run, and a newcomer must queue behind that waiter.
+            entry.users -= 1
+            if entry.users == 0:
                 del self.key_locks[key]
 
     @property
@@ -241,13 +266,16 @@ class CommandWorker:
             )
             await producer.start()
             try:
-                ledger = await restore_partition(
+                restored = await restore_partition(
                     self.kafka, self.inst.topics.ledger, tp.partition, decode_entry
                 )
             except BaseException:
                 await producer.stop()  # leave nothing open when cancelled mid-rebalance
                 raise
-            work = PartitionWork(tp=tp, producer=producer, ledger=ledger)
+            state = read_ledger(restored)
+            work = PartitionWork(
+                tp=tp, producer=producer, ledger=state.keys, answered=state.answered
+            )
             work.committer = GroupCommitter(
                 producer,
                 tp,
@@ -262,7 +290,7 @@ class CommandWorker:
                 "commands %s: own partition %d (%d ledger keys)",
                 self.inst.name,
                 tp.partition,
-                len(ledger),
+                len(work.ledger),
             )
 
     def _partition_lost(self, work: PartitionWork, message: str) -> None:
@@ -304,7 +332,8 @@ class CommandWorker:
         if not unused:
             return
         tombstones: list[Record] = [
-            (self.inst.topics.ledger, key.encode(), None, [], work.tp.partition) for key in unused
+            (self.inst.topics.ledger, key_record(key).encode(), None, [], work.tp.partition)
+            for key in unused
         ]
         with contextlib.suppress(CommitterClosed, TimeoutError):
             await asyncio.wait_for(work.commits.write(tombstones), 5.0)
@@ -352,7 +381,13 @@ class CommandWorker:
         command_id = str(attrs.get("id") or fallback_id)
         idem = str(attrs.get("idempotencykey") or command_id)
         subject = str(attrs.get("subject") or key_subject)
-        return Command(record, event, command_id, str(attrs.get("type", "unknown")), subject, idem)
+        command_type = str(attrs.get("type", "unknown"))
+        if not _utf8(command_id, idem, subject, command_type):
+            # JSON (structured mode) can carry lone surrogates, which no Kafka key or header
+            # can: such a command could never be answered and would hold its offset forever.
+            problem = "id, idempotencykey, subject and type must be valid Unicode text"
+            return Command(record, None, fallback_id, "unknown", key_subject, fallback_id, problem)
+        return Command(record, event, command_id, command_type, subject, idem)
 
     async def _run_subject(self, work: PartitionWork, subject: str) -> None:
         queue = work.queues[subject]
@@ -389,20 +424,23 @@ class CommandWorker:
         except (asyncio.CancelledError, ProducerFenced, CommitterClosed):
             raise
         except Exception as exc:
+            # Before the key was taken over (a crash after it is answered in `_decide`):
+            # no request left and the key's entry is not this command's to change.
             log.exception("commands %s: command %s crashed", self.inst.name, command.command_id)
-            # Once its request may have left, nobody can say whether the vendor acted.
-            acted = work.marks.pop(command.idem_key, False)
             return self._answer_only(
-                command,
-                CommandResult(
-                    status="ambiguous" if acted else "failed",
-                    command_type=command.command_type,
-                    idempotency_key=command.idem_key,
-                    reason=f"internal error: {type(exc).__name__}"
-                    + (" after the request was sent: check at the vendor" if acted else ""),
-                ),
-                dlq_error=f"internal error: {exc}",
+                command, self._crashed(work, command, exc), dlq_error=f"internal error: {exc}"
             )
+
+    def _crashed(self, work: PartitionWork, command: Command, exc: Exception) -> CommandResult:
+        # Once its request may have left, nobody can say whether the vendor acted.
+        acted = work.marks.pop(command.idem_key, False)
+        return CommandResult(
+            status="ambiguous" if acted else "failed",
+            command_type=command.command_type,
+            idempotency_key=command.idem_key,
+            reason=f"internal error: {type(exc).__name__}"
+            + (" after the request was sent: check at the vendor" if acted else ""),
+        )
 
     def _answer_only(
         self, command: Command, result: CommandResult, *, dlq_error: str | None
@@ -417,10 +455,10 @@ class CommandWorker:
             at=datetime.now(UTC),
             result=msgspec.to_builtins(result),
         )
-        return Decision(result, [(ANSWERED + command.command_id, entry)], dlq_error)
+        return Decision(result, answer_entry=entry, dlq_error=dlq_error)
 
     async def _decide(self, work: PartitionWork, command: Command) -> Decision:
-        if ANSWERED + command.command_id in work.ledger:
+        if command.command_id in work.answered:
             return Decision(None)  # the same command again: it has its one result
         base: dict[str, Any] = {
             "command_type": command.command_type,
@@ -455,8 +493,20 @@ class CommandWorker:
                 previous.attempts = 0
                 return self._answer_only(command, previous, dlq_error=None)
             replay = True  # in flight when its last owner stopped: the vendor may have acted
+            # Until a look-up or this process's own attempts say otherwise.
+            work.marks[command.idem_key] = True
         log.debug("command %s (%s): calling the vendor", command.command_id, command.command_type)
-        result = await self._execute(work, command, spec, data, call, replay, digest)
+        dlq: str | None
+        try:
+            result = await self._execute(work, command, spec, data, call, replay, digest)
+            dlq = None if result.status == "succeeded" else str(result.error or result.reason)
+        except (asyncio.CancelledError, ProducerFenced, CommitterClosed):
+            raise
+        except Exception as exc:
+            # The key is this command's now (it may hold its in-flight mark): its entry
+            # must carry the answer given, or later commands of the key would contradict it.
+            log.exception("commands %s: command %s crashed", self.inst.name, command.command_id)
+            result, dlq = self._crashed(work, command, exc), f"internal error: {exc}"
         work.marks.pop(command.idem_key, None)
         done = LedgerEntry(
             state="done",
@@ -466,12 +516,14 @@ class CommandWorker:
             at=datetime.now(UTC),
             result=msgspec.to_builtins(result),
         )
-        dlq = None if result.status == "succeeded" else str(result.error or result.reason)
-        return Decision(result, [(command.idem_key, done)], dlq)
+        return Decision(result, key_entry=done, dlq_error=dlq)
 
     def _validate(self, command: Command) -> tuple[CommandSpec, msgspec.Struct, PreparedCall]:
         if command.event is None:
-            raise Invalid("not a CloudEvent: send a CloudEvents 1.0 record (binary or structured)")
+            raise Invalid(
+                command.problem
+                or "not a CloudEvent: send a CloudEvents 1.0 record (binary or structured)"
+            )
         spec = self.inst.spec.commands.get(command.command_type)
         if spec is None:
             known = ", ".join(sorted(self.inst.spec.commands))
@@ -489,7 +541,10 @@ class CommandWorker:
             data = msgspec.convert(raw, spec.model)
         except msgspec.ValidationError as exc:
             raise Invalid(f"data does not match {command.command_type}: {exc}") from None
-        call = spec.build(data)
+        try:
+            call = spec.build(data)
+        except PathFieldInvalid as exc:
+            raise Invalid(f"{command.command_type}: {exc}") from None
         if command.command_type in paths:
             call = msgspec.structs.replace(call, path=_fill_path(paths[command.command_type], raw))
         return spec, data, call
@@ -632,17 +687,15 @@ class CommandWorker:
             payload_hash=digest,
             at=datetime.now(UTC),
         )
+        record_key = key_record(command.idem_key).encode()
+        ledger, partition = self.inst.topics.ledger, work.tp.partition
         # Committed (Kafka errors are retried by the committer) before the request leaves.
+        # Given up on (a hand-back cancels us), it must not stay: the next owner would take
+        # it for a call that may have reached the vendor. Its undo is a tombstone: no entry
+        # existed for the key, and none can be written for it while the partition closes.
         await work.commits.write(
-            [
-                (
-                    self.inst.topics.ledger,
-                    command.idem_key.encode(),
-                    encode_entry(entry),
-                    [],
-                    work.tp.partition,
-                )
-            ]
+            [(ledger, record_key, encode_entry(entry), [], partition)],
+            undo=[(ledger, record_key, None, [], partition)],
         )
         work.ledger[command.idem_key] = entry
         work.marks[command.idem_key] = False
@@ -656,8 +709,10 @@ class CommandWorker:
         offset = command.record.offset
         await work.commits.write(self._records(work, command, decision), finished_offset=offset)
         work.pending.discard(offset)
-        for key, entry in decision.ledger:
-            work.ledger[key] = entry
+        if decision.key_entry is not None:
+            work.ledger[command.idem_key] = decision.key_entry
+        if decision.answer_entry is not None:
+            work.answered.add(command.command_id)
         if decision.result is not None:
             self.metrics.commands.labels(self.inst.name, decision.result.status).inc()
             log.debug("command %s: %s", command.command_id, decision.result.status)
@@ -670,10 +725,15 @@ class CommandWorker:
         if decision.result is not None:
             key, value, headers = self.inst.encode(self._result_event(command, decision.result))
             records.append((topics.results, key, value, headers, None))
-        for ledger_key, entry in decision.ledger:
-            records.append(
-                (topics.ledger, ledger_key.encode(), encode_entry(entry), [], work.tp.partition)
-            )
+        own: list[tuple[str, LedgerEntry | None]] = [
+            (key_record(command.idem_key), decision.key_entry),
+            (answered_record(command.command_id), decision.answer_entry),
+        ]
+        for ledger_key, entry in own:
+            if entry is not None:
+                records.append(
+                    (topics.ledger, ledger_key.encode(), encode_entry(entry), [], work.tp.partition)
+                )
         if decision.dlq_error is not None and decision.result is not None:
             rec = command.record
             dlq_headers = command_dlq_headers(
@@ -713,6 +773,15 @@ def _bounded(resp: VendorResponse) -> Any:
     return resp.json_or_text()
 
 
+def _utf8(*texts: str) -> bool:
+    try:
+        for text in texts:
+            text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def _fill_path(template: str, data: dict[str, Any]) -> str:
     """A configured path with `{field}`s from the command data, URL-quoted."""
     values = {}
@@ -721,5 +790,8 @@ def _fill_path(template: str, data: dict[str, Any]) -> str:
             continue
         if name not in data or isinstance(data[name], (dict, list)):
             raise Invalid(f"the configured path {template!r} needs a scalar `{name}` in data")
-        values[name] = quote(str(data[name]), safe="")
+        try:
+            values[name] = path_segment(data[name], name)
+        except PathFieldInvalid as exc:
+            raise Invalid(f"the configured path {template!r}: {exc}") from None
     return template.format(**values)

@@ -54,11 +54,14 @@ class ErrorTable:
     overrides: Mapping[int | str, Rule] = field(default_factory=dict)
 
     def rule(self, status: int) -> Rule:
-        """The rule for a status: exact match first, then its class, then fail."""
-        for table in (self.overrides, DEFAULT_RULES):
-            if status in table:
-                return table[status]
-            klass = f"{status // 100}xx"
-            if klass in table:
-                return table[klass]
+        """The rule for a status: its own rule first, then its class's, then fail.
+
+        The vendor's override wins at each level, but a status's own rule (even a default
+        one) beats any class rule: overriding "4xx" must not make a 429 permanent.
+        """
+        klass = f"{status // 100}xx"
+        for name in (status, klass):
+            for table in (self.overrides, DEFAULT_RULES):
+                if name in table:
+                    return table[name]
         return Rule(Action.FAIL, f"unexpected HTTP status {status}")

@@ -3,8 +3,10 @@
 A transaction costs several round trips to the broker whatever it holds, so commands that
 finish together are committed together: their results, ledger entries, DLQ copies and the
 consumer offset. Each caller awaits its own write; none returns before its transaction
-committed with every record in it. Retriable Kafka errors are retried here until the
-partition is handed back; anything else stops the committer and is reported as fatal.
+committed with every record in it. A write can name its `undo`, so that a caller that gives
+up (cancelled at a hand-back) leaves nothing behind, wherever its write had got to.
+Retriable Kafka errors are retried here until the partition is handed back; anything else
+stops the committer and is reported as fatal.
 """
 
 from __future__ import annotations
@@ -49,11 +51,25 @@ def _new_future() -> asyncio.Future[None]:
     return asyncio.get_running_loop().create_future()
 
 
+def _orphan_future() -> asyncio.Future[None]:
+    # Nobody awaits it: its failure is reported by the committer, not as "never retrieved".
+    future = _new_future()
+    future.add_done_callback(lambda f: f.cancelled() or f.exception())
+    return future
+
+
 @dataclass
 class _Write:
     records: list[Record]
     finished_offset: int | None
+    # What takes `records` back (tombstones) should the caller give up once they were sent.
+    undo: list[Record] | None = None
     future: asyncio.Future[None] = field(default_factory=_new_future)
+
+    @property
+    def given_up(self) -> bool:
+        """The caller stopped waiting (cancelled at a hand-back)."""
+        return self.future.cancelled()
 
 
 class GroupCommitter:
@@ -86,15 +102,34 @@ class GroupCommitter:
         self._in_batch: list[_Write] = []
         self._task = asyncio.create_task(self._run(), name=f"commit-{name}-{tp.partition}")
 
-    async def write(self, records: list[Record], *, finished_offset: int | None = None) -> None:
-        """Return once `records` (and the offset past `finished_offset`) are committed."""
+    async def write(
+        self,
+        records: list[Record],
+        *,
+        finished_offset: int | None = None,
+        undo: list[Record] | None = None,
+    ) -> None:
+        """Return once `records` (and the offset past `finished_offset`) are committed.
+
+        With `undo`, a caller that is cancelled before the commit leaves nothing behind:
+        its records are left out of a transaction not yet sent, `undo` follows them in
+        the same transaction once they were sent, or in the next one if the caller gave
+        up during the commit itself.
+        """
         if self.closed:
             raise CommitterClosed(f"partition {self.tp.partition} is no longer written")
-        item = _Write(records, finished_offset)
+        item = _Write(records, finished_offset, undo)
         self._queue.append(item)
         self._idle.clear()
         self._wakeup.set()
-        await item.future
+        try:
+            await item.future
+        except asyncio.CancelledError:
+            if undo and item.future.done() and not item.future.cancelled():
+                # Committed just as the caller was cancelled: it will not act on the
+                # records, so they are taken back like those of any caller that gave up.
+                self._follow_up(undo)
+            raise
 
     async def close(self, timeout_s: float) -> None:
         """Commit what is queued (within the timeout), then stop; later writes fail."""
@@ -132,24 +167,29 @@ class GroupCommitter:
             self.on_fatal(f"{self.name} partition {self.tp.partition}: {exc!r}")
 
     async def _commit(self, batch: list[_Write]) -> None:
-        self._in_batch = batch
         delay = 0.2
-        finishing = {w.finished_offset for w in batch if w.finished_offset is not None}
         while True:
+            # A caller that gave up while an earlier try was retried has nothing more sent
+            # but its undo (that try may have committed after all; undoing is harmless).
+            batch = [w for w in batch if not w.given_up or w.undo]
+            self._in_batch = batch
+            if not batch:
+                return
+            finishing = {
+                w.finished_offset for w in batch if w.finished_offset is not None and not w.given_up
+            }
+            sent: list[_Write] = []
+            undone: set[int] = set()  # id() of writes whose undo is in this transaction
             try:
                 async with self.producer.transaction():
                     sends = []
                     for write in batch:
-                        for topic, key, value, headers, partition in write.records:
-                            sends.append(
-                                await self.producer.send(
-                                    topic,
-                                    key=key,
-                                    value=value,
-                                    headers=headers,
-                                    partition=partition,
-                                )
-                            )
+                        if not write.given_up:
+                            sends += await self._send(write.records)
+                            sent.append(write)
+                        elif write.undo:
+                            sends += await self._send(write.undo)
+                            undone.add(id(write))
                     # aiokafka commits a transaction even when one of its batches failed
                     # for good: every record must be acknowledged before the commit.
                     await asyncio.gather(*sends)
@@ -157,6 +197,11 @@ class GroupCommitter:
                         await self.producer.send_offsets_to_transaction(
                             {self.tp: self.commit_offset(finishing)}, self.group_id
                         )
+                    # Callers that gave up while their records were being sent.
+                    for write in sent:
+                        if write.given_up and write.undo:
+                            await asyncio.gather(*await self._send(write.undo))
+                            undone.add(id(write))
             except KafkaError as exc:
                 if not is_transient(exc):
                     raise  # fenced, too large, not authorised: _run reports it as fatal
@@ -174,8 +219,26 @@ class GroupCommitter:
             for write in batch:
                 if not write.future.done():
                     write.future.set_result(None)
+                elif write.given_up and write.undo and id(write) not in undone:
+                    # Gave up during the commit: its records landed, so their undo follows.
+                    self._follow_up(write.undo)
             self._in_batch = []
             return
+
+    def _follow_up(self, records: list[Record]) -> None:
+        self._queue.append(_Write(records, None, future=_orphan_future()))
+        self._idle.clear()
+        self._wakeup.set()
+
+    async def _send(self, records: list[Record]) -> list[asyncio.Future[object]]:
+        futures = []
+        for topic, key, value, headers, partition in records:
+            futures.append(
+                await self.producer.send(
+                    topic, key=key, value=value, headers=headers, partition=partition
+                )
+            )
+        return futures
 
     def _fail_all(self, exc: Exception, also: list[_Write] | None = None) -> None:
         for write in [*(also or []), *self._queue]:

@@ -8,6 +8,7 @@ ledger entries of every command on it, and restores them on assignment.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any, Literal
 
@@ -40,3 +41,51 @@ def encode_entry(entry: LedgerEntry) -> bytes:
 def decode_entry(raw: bytes) -> LedgerEntry:
     """Ledger record value back into an entry."""
     return msgspec.json.decode(raw, type=LedgerEntry)
+
+
+# Record keys of the ledger topic. An idempotency key is stored as itself, so entries written
+# before the worker's own records had a namespace are read as they were. The worker's own
+# records start with NUL, and a user key that starts with NUL is escaped with a second one:
+# no idempotency key can produce an answered record's key (`answered/<id>` once did, and
+# silenced command <id>). A byte that UTF-8 never produces would do too, but an older
+# version, rolled back to, could not decode such a key and would fail to take a partition.
+_OWN = "\x00"
+_ESCAPED = "\x00\x00"
+_ANSWERED = "\x00answered/"
+# Before the namespace: answered records were `answered/<command id>`, with an empty
+# payload hash, which no entry of an idempotency key has.
+_LEGACY_ANSWERED = "answered/"
+
+
+def key_record(idempotency_key: str) -> str:
+    """The ledger record key of an idempotency key's entry."""
+    return _ESCAPED + idempotency_key if idempotency_key.startswith(_OWN) else idempotency_key
+
+
+def answered_record(command_id: str) -> str:
+    """The ledger record key saying that a command has its result, though it used no key
+    (rejected, conflict, or a repeat of an earlier command's key)."""
+    return _ANSWERED + command_id
+
+
+class LedgerState(msgspec.Struct, kw_only=True):
+    """One ledger partition in memory: entries by idempotency key, and the answered ids."""
+
+    keys: dict[str, LedgerEntry] = msgspec.field(default_factory=dict)
+    answered: set[str] = msgspec.field(default_factory=set)
+
+
+def read_ledger(records: Mapping[str, LedgerEntry]) -> LedgerState:
+    """The state of a restored ledger partition (latest entry per record key), in the
+    current format and in the one before it."""
+    state = LedgerState()
+    for record_key, entry in records.items():
+        if record_key.startswith(_ESCAPED):
+            state.keys[record_key[len(_ESCAPED) :]] = entry
+        elif record_key.startswith(_ANSWERED):
+            state.answered.add(record_key[len(_ANSWERED) :])
+        elif record_key.startswith(_LEGACY_ANSWERED) and not entry.payload_hash:
+            state.answered.add(record_key[len(_LEGACY_ANSWERED) :])
+        else:
+            state.keys[record_key] = entry
+    return state

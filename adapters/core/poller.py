@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import zlib
 from collections.abc import Callable
@@ -21,6 +22,11 @@ from typing import Any
 
 import msgspec
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.errors import (
+    OutOfOrderSequenceNumber,
+    ProducerFenced,
+    TransactionalIdAuthorizationFailed,
+)
 
 from adapters.config import KafkaConfig
 from adapters.core.cloudevents_codec import stable_id
@@ -45,6 +51,21 @@ class Cursor(msgspec.Struct, kw_only=True):
 
 class PollError(Exception):
     """A poll cycle could not complete; it is retried at the next interval."""
+
+
+# What stops aiokafka's sender for good: the producer can never write again.
+_PRODUCER_LOST = (ProducerFenced, OutOfOrderSequenceNumber, TransactionalIdAuthorizationFailed)
+
+
+def producer_lost(exc: BaseException, producer: AIOKafkaProducer) -> bool:
+    """Whether a failed cycle means this producer cannot write any more (fenced by a newer
+    owner of the same transactional id, or broken), so that retrying is pointless."""
+    if isinstance(exc, _PRODUCER_LOST):
+        return True
+    # After that, each new transaction fails with an AssertionError of aiokafka's state
+    # machine ("Invalid state transition"), not with the error that ended it.
+    txn = getattr(producer, "_txn_manager", None)
+    return bool(txn is not None and txn.is_fatal_error())
 
 
 def owner_partition(resource: str, partitions: int) -> int:
@@ -115,8 +136,12 @@ class PollTask:
         partition: int,
         metrics: Metrics,
         tx_lock: asyncio.Lock,
+        *,
+        on_lost: Callable[[str], None] | None = None,
     ) -> None:
         self.inst, self.res, self.producer, self.cursor = inst, res, producer, cursor
+        # Told once the partition's producer can no longer write (fenced): the task ends.
+        self.on_lost = on_lost or (lambda message: log.critical("%s", message))
         # Tasks of one partition share its transactional producer: one transaction at a time.
         self.tx_lock = tx_lock
         self.partition = partition
@@ -128,12 +153,18 @@ class PollTask:
         )
 
     async def run(self) -> None:
-        """Poll at the configured interval until cancelled."""
+        """Poll at the configured interval until cancelled, or until the producer is lost."""
         while True:
             try:
                 await self.poll_once()
                 self.metrics.polls.labels(self.inst.name, self.res.name, "ok").inc()
             except Exception as exc:  # a bug or vendor surprise must not end polling for good
+                if producer_lost(exc, self.producer):
+                    # Another owner has the partition (or the producer broke): polling on
+                    # would fail forever and never hand the partition to a healthy member.
+                    self.metrics.polls.labels(self.inst.name, self.res.name, "error").inc()
+                    self.on_lost(f"{self.res.name}: {exc!r}")
+                    return
                 if not isinstance(exc, PollError):
                     log.exception("poll %s/%s crashed", self.inst.name, self.res.name)
                 self.metrics.polls.labels(self.inst.name, self.res.name, "error").inc()
@@ -278,6 +309,8 @@ class PollRunner:
         self.consumer: AIOKafkaConsumer | None = None
         self.owned: dict[int, tuple[AIOKafkaProducer, list[asyncio.Task[None]]]] = {}
         self.tasks: dict[str, PollTask] = {}
+        # Partitions whose producer was fenced (reported once; their tasks have ended).
+        self.lost: set[int] = set()
         self._loop_task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
@@ -331,6 +364,7 @@ class PollRunner:
                     p,
                     self.metrics,
                     tx_lock,
+                    on_lost=functools.partial(self._partition_lost, p),
                 )
                 self.tasks[res.name] = task
                 tasks.append(
@@ -341,6 +375,19 @@ class PollRunner:
                 "poller %s owns partition %d: %s", self.inst.name, p, [t.get_name() for t in tasks]
             )
 
+    def _partition_lost(self, partition: int, message: str) -> None:
+        # Like a fenced command partition: nothing more is written for it from here, and
+        # the process leaves so that the group gives the partition to a healthy member.
+        entry = self.owned.get(partition)
+        if entry is None or partition in self.lost:
+            return
+        self.lost.add(partition)
+        current = asyncio.current_task()
+        for task in entry[1]:
+            if task is not current:
+                task.cancel()
+        self.on_fatal(f"cannot write for poll partition {partition}: {message}")
+
     async def release(self, partitions: list[int]) -> None:
         """Stop the tasks of partitions handed to another replica (an open transaction aborts)."""
         for p in partitions:
@@ -348,6 +395,7 @@ class PollRunner:
             if entry is None:
                 continue
             producer, tasks = entry
+            self.lost.discard(p)
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)

@@ -4,10 +4,30 @@ from __future__ import annotations
 
 import string
 from collections.abc import Mapping
+from typing import Any
+from urllib.parse import quote
 
 import msgspec
 
 from adapters.core.vendor import CommandKind, CommandSpec, Lookup, Prepare, PreparedCall
+
+
+class PathFieldInvalid(ValueError):
+    """A path field's value cannot be one path segment: the command is invalid."""
+
+
+def path_segment(value: Any, name: str = "field") -> str:
+    """A command field's value as exactly one URL path segment.
+
+    Everything but unreserved characters is percent-encoded (`/`, `?`, `#` and `%` too), so
+    `../x` stays inside its segment. `.` and `..` are refused: no encoding keeps them from
+    being resolved (the HTTP client decodes `%2E` and drops the segment), and an empty value
+    would address the collection instead of one of its records.
+    """
+    text = str(value)
+    if text in ("", ".", ".."):
+        raise PathFieldInvalid(f"`{name}` is {text!r}, which cannot name a record in a path")
+    return quote(text, safe="")
 
 
 def rest_command(
@@ -30,6 +50,7 @@ def rest_command(
 
     `wrap` nests the body under one key (`{"work_order": {...}}`) for vendors that want it.
     Fields left at their default (None) are not sent, so an update sends only what it sets.
+    Path field values are URL-quoted into one segment each (see `path_segment`).
     Updates and deletes are taken as safe to repeat unless `repeat_safe` says otherwise.
     """
     path_fields = {name for _, name, _, _ in string.Formatter().parse(path) if name}
@@ -39,7 +60,10 @@ def rest_command(
         built = msgspec.to_builtins(data)
         assert isinstance(built, dict)
         body = {k: v for k, v in built.items() if v is not None}
-        values = {k: body.pop(k) for k in path_fields if k in body}
+        missing = sorted(path_fields - body.keys())
+        if missing:
+            raise PathFieldInvalid(f"the path {path!r} needs `{missing[0]}`")
+        values = {k: path_segment(body.pop(k), k) for k in path_fields}
         headers = {h: str(body.pop(f)) for f, h in headers_map.items() if body.get(f) is not None}
         json = None
         if method not in ("GET", "DELETE"):

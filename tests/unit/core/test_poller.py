@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import subprocess
 import sys
@@ -11,10 +13,19 @@ from typing import Any
 
 import msgspec
 import pytest
+from aiokafka.errors import KafkaTimeoutError, ProducerFenced
 
 from adapters.config import parse_config
 from adapters.core.instance import build_instance
-from adapters.core.poller import Cursor, advance, owner_partition, poll_draft, select_new
+from adapters.core.metrics import Metrics
+from adapters.core.poller import (
+    Cursor,
+    PollTask,
+    advance,
+    owner_partition,
+    poll_draft,
+    select_new,
+)
 from adapters.moco.resources import POLL
 from adapters.registry import VENDORS
 
@@ -180,3 +191,74 @@ def test_poll_draft_id_is_stable_per_change() -> None:
     assert a.id == poll_draft(inst, RES, at(5), "7", rec(7, 5)).id
     assert a.id != poll_draft(inst, RES, at(6), "7", rec(7, 6)).id
     assert a.id != poll_draft(inst, RES, at(5), "8", rec(8, 5)).id
+
+
+class _FailingTxn:
+    def __init__(self, exc: BaseException) -> None:
+        self.exc = exc
+
+    async def __aenter__(self) -> None:
+        raise self.exc
+
+    async def __aexit__(self, *exc: object) -> None:
+        return None
+
+
+class _TxnState:
+    def __init__(self, fatal: bool) -> None:
+        self.fatal = fatal
+
+    def is_fatal_error(self) -> bool:
+        return self.fatal
+
+
+class _Producer:
+    """Every transaction fails with `exc`; `fatal` is aiokafka's transaction state."""
+
+    def __init__(self, exc: BaseException, *, fatal: bool = False) -> None:
+        self.exc = exc
+        self._txn_manager = _TxnState(fatal)
+        self.transactions = 0
+
+    def transaction(self) -> _FailingTxn:
+        self.transactions += 1
+        return _FailingTxn(self.exc)
+
+
+def _task(producer: _Producer, lost: list[str]) -> Any:
+    inst = instance()
+    inst.cfg.polling.start_from = "now"  # the first cycle is a transaction, no vendor call
+    inst.cfg.polling.interval_s = 0.01
+    res = inst.spec.poll.resources["companies"]
+    return PollTask(
+        inst, res, producer, Cursor(), 0, Metrics(), asyncio.Lock(), on_lost=lost.append
+    )
+
+
+async def test_a_fenced_poll_task_reports_and_ends_instead_of_polling_on() -> None:
+    lost: list[str] = []
+    producer = _Producer(ProducerFenced())
+    async with asyncio.timeout(2):
+        await _task(producer, lost).run()  # returns: it does not loop
+    assert producer.transactions == 1
+    assert len(lost) == 1 and "ProducerFenced" in lost[0]
+
+
+async def test_a_poll_task_whose_producer_broke_earlier_ends_too() -> None:
+    # What the second task of a fenced partition sees: aiokafka's state machine refuses.
+    lost: list[str] = []
+    producer = _Producer(AssertionError("Invalid state transition"), fatal=True)
+    async with asyncio.timeout(2):
+        await _task(producer, lost).run()
+    assert len(lost) == 1
+
+
+async def test_a_transient_failure_keeps_the_poll_task_polling() -> None:
+    lost: list[str] = []
+    producer = _Producer(KafkaTimeoutError())
+    task = asyncio.create_task(_task(producer, lost).run())
+    await asyncio.sleep(0.2)
+    assert not task.done() and producer.transactions > 1 and lost == []
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import msgspec
+import pytest
 
-from adapters.core.rest_command import rest_command
+from adapters.core.rest_command import PathFieldInvalid, path_segment, rest_command
 from adapters.core.vendor import PreparedCall
 
 
@@ -90,3 +91,39 @@ def test_spec_fields_carried() -> None:
     assert spec.description == "Make a thing."
     assert spec.prepare is None
     assert spec.lookup is None
+
+
+class Ref(msgspec.Struct, kw_only=True):
+    id: str
+    note: str | None = None
+
+
+@pytest.mark.parametrize(
+    ("value", "segment"),
+    [
+        ("../x", "..%2Fx"),
+        ("a/b", "a%2Fb"),
+        ("x?y=1", "x%3Fy%3D1"),
+        ("%2e", "%252e"),
+        ("a b#c", "a%20b%23c"),
+        ("ü", "%C3%BC"),
+    ],
+)
+def test_path_field_values_are_quoted_into_one_segment(value: str, segment: str) -> None:
+    spec = rest_command("x.thing.update", Ref, "PUT", "/things/{id}/notes", kind="update")
+    assert spec.build(Ref(id=value, note="n")).path == f"/things/{segment}/notes"
+
+
+@pytest.mark.parametrize("value", ["", ".", ".."])
+def test_a_path_field_that_would_name_another_resource_is_refused(value: str) -> None:
+    # Quoting leaves dots as they are, and the HTTP client resolves `.`/`..` segments
+    # (even written as %2E): /things/.. would be the collection, or its parent.
+    spec = rest_command("x.thing.delete", Ref, "DELETE", "/things/{id}", kind="delete")
+    with pytest.raises(PathFieldInvalid, match="id"):
+        spec.build(Ref(id=value))
+
+
+def test_path_segment_quotes_everything_but_unreserved() -> None:
+    assert path_segment(42) == "42"
+    assert path_segment("a-b_c.d~e") == "a-b_c.d~e"
+    assert path_segment("a/b?c#d%e") == "a%2Fb%3Fc%23d%25e"

@@ -8,13 +8,15 @@ import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
+import msgspec
 import pytest
 import pytest_asyncio
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from adapters.core.errors import Action, ErrorTable
+from adapters.core.errors import Action, ErrorTable, Rule
 from adapters.core.ratelimit import Unlimited
+from adapters.core.rest_command import rest_command
 from adapters.core.vendor_call import RetryPolicy, call_with_retry
 from adapters.core.vendor_http import VendorClient
 
@@ -28,6 +30,7 @@ class Seen:
     path_qs: str
     headers: dict[str, str]
     body: bytes
+    raw_path: str = ""
 
 
 @dataclass
@@ -45,6 +48,7 @@ class Script:
                 request.path_qs,
                 dict(request.headers),
                 await request.read(),
+                request.raw_path,
             )
         )
         status, headers, body = self.answers.pop(0) if len(self.answers) > 1 else self.answers[0]
@@ -277,3 +281,37 @@ async def test_credentials_never_follow_a_link_to_another_host(
     with pytest.raises(ForeignURL):
         await client.request("GET", "https://elsewhere.example/api/v1/projects?page=2")
     assert client.url(client.base_url + "/projects?page=2").endswith("/projects?page=2")
+
+
+async def test_a_4xx_class_override_leaves_429_retried(
+    script: tuple[Script, VendorClient],
+) -> None:
+    # The vendor's own class rule is less specific than the default 429 rule: it must not
+    # turn a rate limit into a permanent failure.
+    sc, client = script
+    sc.answers = [(429, {"Retry-After": "0"}, b""), (200, {}, b"[]")]
+    table = ErrorTable(overrides={"4xx": Rule(Action.FAIL, "refused by this vendor")})
+    out = await call_with_retry(client, "GET", "/projects", errors=table, policy=FAST)
+    assert out.action is Action.SUCCESS
+    assert out.attempts == 2
+
+
+async def test_path_fields_reach_the_vendor_as_one_segment(
+    script: tuple[Script, VendorClient],
+) -> None:
+    sc, client = script
+    sc.answers = [(200, {}, b"{}")]
+
+    class Ref(msgspec.Struct, kw_only=True):
+        id: str
+
+    spec = rest_command("x.thing.delete", Ref, "DELETE", "/activities/{id}", kind="delete")
+    for value in ("../x", "a/b", "x?y=1", "%2e"):
+        call = spec.build(Ref(id=value))
+        await call_with_retry(client, call.method, call.path, errors=ErrorTable(), policy=FAST)
+    assert [s.raw_path for s in sc.seen] == [
+        "/api/v1/activities/..%2Fx",
+        "/api/v1/activities/a%2Fb",
+        "/api/v1/activities/x%3Fy=1",
+        "/api/v1/activities/%252e",
+    ]
