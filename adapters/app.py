@@ -16,11 +16,14 @@ from aiokafka.errors import KafkaError
 
 from adapters.config import Config
 from adapters.core.command_worker import CommandWorker
+from adapters.core.http_server import BoundedAppRunner
 from adapters.core.instance import Instance, build_instance
-from adapters.core.kafka import client_kwargs, ensure_topics, event_producer
+from adapters.core.kafka import client_kwargs, diagnose_connection, ensure_topics, event_producer
+from adapters.core.kafka_errors import KafkaAccessError
 from adapters.core.metrics import Metrics
 from adapters.core.poller import PollRunner
 from adapters.core.publisher import Publisher
+from adapters.core.record_limits import max_record_bytes
 from adapters.core.webhook_server import WebhookServer
 from adapters.registry import VENDORS
 
@@ -52,11 +55,13 @@ class Bridge:
         self.server: WebhookServer | None = None
         self.pollers: list[PollRunner] = []
         self.workers: list[CommandWorker] = []
-        self._runner: web.AppRunner | None = None
+        self._runner: BoundedAppRunner | None = None
         self._site: web.TCPSite | None = None
         self._kafka_ok = False
         self._health_task: asyncio.Task[None] | None = None
         self.port: int = config.server.port
+        # Producer, topics and the webhook server all agree on this (record_limits).
+        self.max_record_bytes = max_record_bytes(config.server.max_body_bytes)
         # Set when a part of the process failed for good: the process exits non-zero so
         # that Kubernetes restarts it, rather than living on half-working.
         self.failed = asyncio.Event()
@@ -81,7 +86,9 @@ class Bridge:
         await self._wait_for_kafka(say)
         if roles.webhooks:
             self.producer = event_producer(
-                self.config.kafka, client_id=f"{self.config.kafka.client_id}-webhooks"
+                self.config.kafka,
+                client_id=f"{self.config.kafka.client_id}-webhooks",
+                max_record_bytes=self.max_record_bytes,
             )
             await self.producer.start()
             self.publisher = Publisher(
@@ -122,10 +129,13 @@ class Bridge:
             send_timeout_s=self.config.kafka.send_timeout_s,
             ready=lambda: self._kafka_ok,
         )
-        # Requests still open after the drain get 1 s, not aiohttp's default 60 s: the whole
-        # stop must fit in Kubernetes' termination grace period.
-        self._runner = web.AppRunner(
-            self.server.app, access_log=None, handle_signals=False, shutdown_timeout=1.0
+        server = self.config.server
+        self._runner = BoundedAppRunner(
+            self.server.app,
+            header_timeout_s=server.header_timeout_s,
+            keepalive_timeout_s=server.keepalive_timeout_s,
+            max_line_bytes=server.max_header_bytes,
+            max_headers=server.max_headers,
         )
         await self._runner.setup()
         self._site = web.TCPSite(self._runner, self.config.server.host, self.config.server.port)
@@ -139,9 +149,21 @@ class Bridge:
         topics = [inst.topics for inst in self.instances.values()]
         while True:
             try:
-                await ensure_topics(self.config.kafka, topics)
+                await ensure_topics(
+                    self.config.kafka,
+                    topics,
+                    max_record_bytes=self.max_record_bytes,
+                    # Only a webhook receiver writes records that large.
+                    check_record_bytes=self.config.roles.webhooks,
+                )
                 return
+            except KafkaAccessError as exc:
+                raise StartupError(str(exc)) from None
             except (KafkaError, OSError) as exc:
+                # A refused password or an untrusted certificate will not heal: stop now.
+                refusal = await diagnose_connection(self.config.kafka)
+                if refusal is not None:
+                    raise StartupError(str(refusal)) from None
                 if time.monotonic() > deadline:
                     raise StartupError(
                         f"Kafka at {self.config.kafka.bootstrap_servers} not reachable for "
@@ -172,27 +194,42 @@ class Bridge:
         finally:
             await client.close()
 
-    async def _drain_webhooks(self) -> None:
+    async def _drain_http(self) -> None:
+        # Kubernetes keeps routing for a moment after SIGTERM: unready at once, accepting
+        # for `shutdown_delay_s`, then every request already received is answered.
+        server = self.config.server
+        if self._runner is not None:
+            started = time.monotonic()
+            finished = await self._runner.drain(
+                delay_s=server.shutdown_delay_s, grace_s=server.shutdown_grace_s
+            )
+            if not finished:
+                log.warning(
+                    "webhook requests still open after shutdown_grace_s (%.0fs); cutting them",
+                    time.monotonic() - started,
+                )
         if self.publisher is not None:
-            await self.publisher.drained(self.config.server.shutdown_grace_s)
+            await self.publisher.drained(1.0)
 
     async def stop(self) -> None:
-        """Drain: refuse new webhooks, finish in-flight work, commit, disconnect."""
+        """Drain: turn unready, answer what was received, finish in-flight work, commit."""
         if self.server is not None:
-            self.server.draining = True
+            self.server.stopping = True
         if self._health_task is not None:
             self._health_task.cancel()
         # All parts drain at once, so the stop takes one grace period, not one per part.
         await asyncio.gather(
-            self._drain_webhooks(),
+            self._drain_http(),
             *(worker.stop() for worker in self.workers),
             *(poller.stop() for poller in self.pollers),
             return_exceptions=True,
         )
-        if self.producer is not None:
-            await self.producer.stop()
+        if self.server is not None:
+            self.server.draining = True
         if self._runner is not None:
             await self._runner.cleanup()
+        if self.producer is not None:
+            await self.producer.stop()
         for inst in self.instances.values():
             await inst.client.close()
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 import sys
 import uuid
 from pathlib import Path
@@ -18,13 +17,9 @@ EXIT_CONFIG = 2
 
 
 def _setup_logging(level: str) -> None:
-    logging.basicConfig(
-        level=getattr(logging, level),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
-    # aiokafka logs every reconnect attempt at ERROR while a broker is down; ours say more.
-    logging.getLogger("aiokafka").setLevel(max(logging.WARNING, getattr(logging, level)))
+    from adapters.logging_setup import setup
+
+    setup(level)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -65,6 +60,8 @@ def cmd_kafka_local(args: argparse.Namespace) -> int:
     from adapters.localkafka.launcher import main as kafka_main
 
     argv = ["--port", str(args.port)] if args.port else []
+    if args.data_dir:
+        argv += ["--data-dir", args.data_dir]
     return kafka_main(argv)
 
 
@@ -146,8 +143,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", required=True)
     p.set_defaults(func=cmd_check_config)
 
-    p = sub.add_parser("kafka-local", help="run a single-node Kafka broker (KRaft) on loopback")
-    p.add_argument("--port", type=int, default=0, help="listener port (default: a free one)")
+    p = sub.add_parser(
+        "kafka-local",
+        help="run a single-node Kafka broker (KRaft) on loopback",
+        description="Run a single-node Kafka broker (KRaft) on 127.0.0.1 until Ctrl-C; it "
+        "prints KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:<port>.",
+    )
+    p.add_argument(
+        "--port",
+        type=int,
+        default=0,
+        metavar="PORT",
+        help="client port (default: a free port, or the last run's with --data-dir)",
+    )
+    p.add_argument(
+        "--data-dir",
+        metavar="DIR",
+        help="keep the broker's config, log and data in DIR: a later start with the same DIR "
+        "has the same topics and records (default: a temporary folder, removed on exit)",
+    )
     p.set_defaults(func=cmd_kafka_local)
 
     p = sub.add_parser("schemas", help="generate schemas/ from the models")

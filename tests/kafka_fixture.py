@@ -26,6 +26,12 @@ Fixtures (all session-scoped unless said otherwise):
 
 ``kafka_backend`` (KafkaBackend)
     Which of the three is in use, with its bootstrap servers.
+
+``secured_kafka`` (SecuredKafka)
+    A second, separate launcher broker with secured listeners (see :data:`SECURED_LISTENERS`)
+    and SCRAM/PLAIN user :data:`SECURED_USER`, plus its PLAINTEXT listener for test helpers.
+    Always the launcher's (it generates the certificates), whatever ``kafka_backend`` is;
+    started only by the tests that ask for it.
 """
 
 from __future__ import annotations
@@ -33,15 +39,20 @@ from __future__ import annotations
 import contextlib
 import importlib
 import os
+import secrets
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
-from adapters.localkafka.launcher import KAFKA_VERSION, LocalKafka
+from adapters.localkafka.launcher import KAFKA_VERSION, Listener, LocalKafka
 
-__all__ = ["KafkaBackend"]
+if TYPE_CHECKING:
+    from adapters.localkafka.certs import TlsFiles
+
+__all__ = ["SECURED_LISTENERS", "SECURED_USER", "KafkaBackend", "SecuredKafka"]
 
 _DEFAULT_IMAGE = "confluentinc/cp-kafka:8.1.0"  # Confluent Platform 8.1 = Apache Kafka 4.1
 
@@ -133,6 +144,61 @@ def kafka_backend(request: pytest.FixtureRequest) -> Iterator[KafkaBackend]:
     kafka.start()
     try:
         yield KafkaBackend(kafka.bootstrap_servers, "local", kafka)
+    finally:
+        kafka.stop()
+
+
+SECURED_USER = "alice"
+"""The SASL user of ``secured_kafka`` (SCRAM-SHA-256, SCRAM-SHA-512 and PLAIN)."""
+
+SECURED_LISTENERS = (
+    Listener("SASL_SSL", "SASL_SSL"),
+    Listener("SASL_PLAINTEXT", "SASL_PLAINTEXT"),
+    Listener("MTLS", "SSL", client_auth="required"),
+    # A certificate for another name, signed by the same CA: hostname checks must refuse it.
+    Listener("WRONG_HOST", "SSL", cert_hosts=("wrong-host.example",)),
+)
+"""The listeners of ``secured_kafka``, besides PLAINTEXT (for reading and writing in tests)."""
+
+
+@dataclass(frozen=True)
+class SecuredKafka:
+    """The secured broker: its listeners, TLS files and the user's (per-session) password."""
+
+    kafka: LocalKafka
+    password: str
+
+    @property
+    def plaintext(self) -> str:
+        """Bootstrap servers of the PLAINTEXT listener (test helpers read and write there)."""
+        return self.kafka.bootstrap_servers
+
+    def bootstrap(self, listener: str) -> str:
+        """Bootstrap servers of one of :data:`SECURED_LISTENERS`."""
+        return self.kafka.listener_bootstrap(listener)
+
+    @property
+    def tls(self) -> TlsFiles:
+        """CA, client certificate and encrypted client key made for this broker."""
+        return self.kafka.tls
+
+
+@pytest.fixture(scope="session")
+def secured_kafka(request: pytest.FixtureRequest) -> Iterator[SecuredKafka]:
+    """A separate local broker with TLS, mutual TLS, SASL/SCRAM and SASL/PLAIN listeners."""
+    say = _reporter(request.config)
+    # Fresh per session, so a leak check can look for it without false matches.
+    password = f"pw-{secrets.token_hex(12)}"
+    kafka = LocalKafka(
+        progress=say,
+        heap="384m",
+        listeners=SECURED_LISTENERS,
+        sasl_users={SECURED_USER: password},
+    )
+    say(f"starting a secured local Apache Kafka {KAFKA_VERSION} broker (TLS, SASL)")
+    kafka.start()
+    try:
+        yield SecuredKafka(kafka, password)
     finally:
         kafka.stop()
 

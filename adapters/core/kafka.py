@@ -9,36 +9,78 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import TopicAlreadyExistsError
-from aiokafka.helpers import create_ssl_context
+from aiokafka.conn import collect_hosts, create_conn
+from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 
 from adapters.config import KafkaConfig
+from adapters.core.kafka_errors import KafkaAccessError, classify_connect_error, tls_context
+from adapters.core.record_limits import RecordLimitTooLow, check_topics_allow
+from adapters.logging_setup import install_aiokafka_filters
 
 log = logging.getLogger(__name__)
 
 
 def client_kwargs(cfg: KafkaConfig) -> dict[str, Any]:
-    """Connection settings shared by producers, consumers and the admin client."""
+    """Connection settings shared by producers, consumers and the admin client.
+
+    Raises :class:`KafkaAccessError` (naming the key) when a TLS file cannot be used.
+    """
+    # aiokafka logs SASL payloads at DEBUG: wherever credentials are handed over, its loggers
+    # must already redact them.
+    install_aiokafka_filters()
     kwargs: dict[str, Any] = {
         "bootstrap_servers": cfg.bootstrap_servers,
         "security_protocol": cfg.security_protocol,
         "request_timeout_ms": cfg.request_timeout_ms,
     }
     if cfg.security_protocol in ("SSL", "SASL_SSL"):
-        tls = cfg.tls
-        kwargs["ssl_context"] = create_ssl_context(
-            cafile=tls.ca_file if tls else None,
-            certfile=tls.cert_file if tls else None,
-            keyfile=tls.key_file if tls else None,
-            password=tls.key_password.reveal() if tls and tls.key_password else None,
-        )
-        if tls is not None and not tls.check_hostname:
-            kwargs["ssl_context"].check_hostname = False
+        kwargs["ssl_context"] = tls_context(cfg.tls)
     if cfg.sasl is not None:
         kwargs["sasl_mechanism"] = cfg.sasl.mechanism
         kwargs["sasl_plain_username"] = cfg.sasl.username
         kwargs["sasl_plain_password"] = cfg.sasl.password.reveal()
     return kwargs
+
+
+async def diagnose_connection(
+    cfg: KafkaConfig, *, timeout_s: float = 10.0
+) -> KafkaAccessError | None:
+    """Connect once to each bootstrap server as the clients do, and return the first refusal
+    that waiting cannot cure (wrong password, untrusted CA, ...), or ``None``.
+
+    aiokafka's clients only say "Unable to bootstrap"; a single connection shows the cause.
+    """
+    kwargs = client_kwargs(cfg)
+    settings = {
+        name: kwargs[name]
+        for name in (
+            "security_protocol",
+            "ssl_context",
+            "sasl_mechanism",
+            "sasl_plain_username",
+            "sasl_plain_password",
+        )
+        if name in kwargs
+    }
+    for host, port, _family in collect_hosts(cfg.bootstrap_servers, randomize=False):
+        try:
+            conn = await asyncio.wait_for(
+                create_conn(
+                    host,
+                    port,
+                    client_id=f"{cfg.client_id}-diagnosis",
+                    request_timeout_ms=min(cfg.request_timeout_ms, int(timeout_s * 1000)),
+                    **settings,
+                ),
+                timeout_s,
+            )
+        except (OSError, KafkaError, TimeoutError) as exc:
+            refusal = classify_connect_error(exc, cfg, f"{host}:{port}")
+            if refusal is not None:
+                return refusal
+            continue
+        conn.close()
+    return None
 
 
 @dataclass(frozen=True)
@@ -83,12 +125,15 @@ class Topics:
         return f"{self.prefix}.{self.name}.{role}"
 
 
-def _topic_configs(cfg: KafkaConfig) -> dict[str, dict[str, str]]:
+def _topic_configs(cfg: KafkaConfig, max_record_bytes: int | None) -> dict[str, dict[str, str]]:
     topics = cfg.topics
     min_isr = topics.min_insync_replicas or max(1, topics.replication_factor - 1)
     base = {"min.insync.replicas": str(min_isr)}
+    # Events and DLQ take whole webhook bodies: they must hold the largest one (record_limits).
+    webhook = {**base, "max.message.bytes": str(max_record_bytes)} if max_record_bytes else base
     return {
         "plain": base,
+        "webhook": webhook,
         # Cursors must never expire: a lost cursor re-publishes everything.
         "cursors": {**base, "cleanup.policy": "compact", "min.compaction.lag.ms": "60000"},
         # The ledger is compacted and expires after the idempotency window.
@@ -101,17 +146,29 @@ def _topic_configs(cfg: KafkaConfig) -> dict[str, dict[str, str]]:
     }
 
 
-async def ensure_topics(cfg: KafkaConfig, topics: list[Topics]) -> None:
-    """Create missing topics; check that each ledger has its commands topic's partitions."""
+async def ensure_topics(
+    cfg: KafkaConfig,
+    topics: list[Topics],
+    *,
+    max_record_bytes: int | None = None,
+    check_record_bytes: bool = True,
+) -> None:
+    """Create missing topics; check that each ledger has its commands topic's partitions.
+
+    With `max_record_bytes`, the events and DLQ topics are created to hold records of that
+    size, and (with `check_record_bytes`) existing ones that allow less stop start-up.
+    """
     admin = AIOKafkaAdminClient(**client_kwargs(cfg), client_id=f"{cfg.client_id}-admin")
     await admin.start()
     try:
         existing_names = set(await admin.list_topics())
-        configs = _topic_configs(cfg)
+        configs = _topic_configs(cfg, max_record_bytes)
         wanted: list[NewTopic] = []
         parts, repl = cfg.topics.partitions, cfg.topics.replication_factor
         for t in topics:
-            for name in (t.events, t.commands, t.results, t.dlq):
+            for name in (t.events, t.dlq):
+                wanted.append(NewTopic(name, parts, repl, topic_configs=configs["webhook"]))
+            for name in (t.commands, t.results):
                 wanted.append(NewTopic(name, parts, repl, topic_configs=configs["plain"]))
             wanted.append(NewTopic(t.cursors, parts, repl, topic_configs=configs["cursors"]))
             ledger_parts = parts
@@ -147,6 +204,12 @@ async def ensure_topics(cfg: KafkaConfig, topics: list[Topics]) -> None:
                     f"{t.ledger} has a different partition count than {t.commands}: the ledger "
                     "must be co-partitioned with the commands (recreate it with the same count)"
                 )
+        if max_record_bytes and check_record_bytes:
+            webhook_topics = [name for t in topics for name in (t.events, t.dlq)]
+            try:
+                await check_topics_allow(admin, webhook_topics, max_record_bytes)
+            except RecordLimitTooLow as exc:
+                raise TopicsNotReady(str(exc)) from None
     finally:
         await admin.close()
 
@@ -169,7 +232,9 @@ async def _wait_for_metadata(admin: AIOKafkaAdminClient, names: list[str]) -> No
     raise TopicsNotReady(f"topics not visible in the cluster's metadata after 10 s: {names}")
 
 
-def event_producer(cfg: KafkaConfig, *, client_id: str) -> AIOKafkaProducer:
+def event_producer(
+    cfg: KafkaConfig, *, client_id: str, max_record_bytes: int = 1_048_576
+) -> AIOKafkaProducer:
     """Idempotent producer with acks=all for non-transactional paths (webhooks, DLQ)."""
     return AIOKafkaProducer(
         **client_kwargs(cfg),
@@ -178,6 +243,7 @@ def event_producer(cfg: KafkaConfig, *, client_id: str) -> AIOKafkaProducer:
         enable_idempotence=True,
         linger_ms=cfg.linger_ms,
         max_batch_size=256 * 1024,
+        max_request_size=max_record_bytes,
     )
 
 

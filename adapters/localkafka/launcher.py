@@ -11,6 +11,20 @@ Typical use::
         print(kafka.bootstrap_servers)     # "127.0.0.1:PORT"
         kafka.stop_broker()                # broker down, same port and data kept
         kafka.start_broker()               # back on the same port with the same data
+
+Secured listeners come in addition to the PLAINTEXT one (which stays: the broker talks to
+itself over it, and tests read through it)::
+
+    secured = LocalKafka(
+        listeners=[
+            Listener("SASL_SSL", "SASL_SSL"),
+            Listener("MTLS", "SSL", client_auth="required"),
+        ],
+        sasl_users={"alice": "alice-secret"},
+    )
+    secured.start()
+    secured.listener_bootstrap("SASL_SSL")   # "127.0.0.1:PORT2"
+    secured.tls.ca_file                      # PEM files generated for this broker
 """
 
 from __future__ import annotations
@@ -38,12 +52,18 @@ import uuid
 import weakref
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Coroutine, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any, Literal, Self
+
+if TYPE_CHECKING:
+    from adapters.localkafka.certs import TlsFiles
 
 __all__ = [
     "KAFKA_VERSION",
+    "SASL_MECHANISMS",
+    "Listener",
     "LocalKafka",
     "LocalKafkaError",
     "ensure_jars",
@@ -60,6 +80,67 @@ _MIN_JAVA = 17
 
 class LocalKafkaError(RuntimeError):
     """The local broker could not be fetched, started or stopped."""
+
+
+SASL_MECHANISMS: tuple[str, ...] = ("SCRAM-SHA-256", "SCRAM-SHA-512", "PLAIN")
+"""The SASL mechanisms a local broker can offer (all three by default)."""
+
+_SCRAM = ("SCRAM-SHA-256", "SCRAM-SHA-512")
+_RESERVED_LISTENERS = ("PLAINTEXT", "CONTROLLER")
+# Credentials go unquoted into `--add-scram` and quoted into a JAAS line: keep them simple
+# rather than escape for two parsers.
+_SAFE_CREDENTIAL = re.compile(r"[A-Za-z0-9._~+/@:-]+")
+
+
+@dataclass(frozen=True)
+class Listener:
+    """A client listener of a :class:`LocalKafka` broker, in addition to PLAINTEXT.
+
+    Args:
+        name: the listener's name (``[A-Z][A-Z0-9_]*``, not PLAINTEXT or CONTROLLER).
+        protocol: its security protocol.
+        sasl_mechanisms: what a SASL listener offers (default: :data:`SASL_MECHANISMS`).
+        client_auth: ``required`` makes a TLS listener accept only clients with a
+            certificate signed by the broker's CA (mutual TLS).
+        cert_hosts: the SANs of this listener's own certificate; default: the broker's
+            certificate, valid for its host and ``localhost``. A name other than the host
+            gives a listener whose certificate does not match (to test hostname checks).
+        port: the listener's port; a free one is picked if ``None``.
+    """
+
+    name: str
+    protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
+    sasl_mechanisms: tuple[str, ...] = SASL_MECHANISMS
+    client_auth: Literal["none", "requested", "required"] = "none"
+    cert_hosts: tuple[str, ...] | None = None
+    port: int | None = None
+
+    def __post_init__(self) -> None:
+        if not re.fullmatch(r"[A-Z][A-Z0-9_]*", self.name) or self.name in _RESERVED_LISTENERS:
+            raise LocalKafkaError(
+                f"listener name {self.name!r}: use [A-Z][A-Z0-9_]*, not PLAINTEXT or CONTROLLER"
+            )
+        unknown = set(self.sasl_mechanisms) - set(SASL_MECHANISMS)
+        if self.sasl and (unknown or not self.sasl_mechanisms):
+            raise LocalKafkaError(
+                f"listener {self.name}: SASL mechanisms {sorted(unknown) or 'none'}; "
+                f"choose from {', '.join(SASL_MECHANISMS)}"
+            )
+
+    @property
+    def sasl(self) -> bool:
+        """True if clients authenticate with SASL on this listener."""
+        return self.protocol.startswith("SASL_")
+
+    @property
+    def tls(self) -> bool:
+        """True if this listener speaks TLS."""
+        return self.protocol in ("SSL", "SASL_SSL")
+
+    @property
+    def keystore_name(self) -> str:
+        """Which broker key store this listener serves (its own if it has ``cert_hosts``)."""
+        return self.name.lower() if self.cert_hosts is not None else "default"
 
 
 def pom_path() -> Path:
@@ -275,6 +356,36 @@ def _cluster_id() -> str:
             return cluster_id
 
 
+def _check_listeners(listeners: Sequence[Listener], users: Mapping[str, str]) -> None:
+    names = [lst.name for lst in listeners]
+    if len(set(names)) != len(names):
+        raise LocalKafkaError(f"listener names must differ: {names}")
+    if any(lst.sasl for lst in listeners) and not users:
+        raise LocalKafkaError("a SASL listener needs sasl_users")
+    for user, password in users.items():
+        if not (_SAFE_CREDENTIAL.fullmatch(user) and _SAFE_CREDENTIAL.fullmatch(password)):
+            # The value itself is a password: name the user only.
+            raise LocalKafkaError(
+                f"sasl_users[{user!r}]: use only letters, digits and ._~+/@:- in user names "
+                "and passwords"
+            )
+
+
+def _previous_ports(properties: Path) -> dict[str, int]:
+    """Listener name to port, from the ``listeners`` line of an earlier run's config."""
+    try:
+        text = properties.read_text()
+    except OSError:
+        return {}
+    match = re.search(r"^listeners=(.*)$", text, re.MULTILINE)
+    if match is None:
+        return {}
+    return {
+        name: int(port)
+        for name, port in re.findall(r"([A-Z][A-Z0-9_]*)://[^,:]*:(\d+)", match.group(1))
+    }
+
+
 class _DropThreadRecords(logging.Filter):
     """Drops log records made on one thread (the readiness probe's) and passes all others."""
 
@@ -394,14 +505,20 @@ class LocalKafka:
         host: address to listen on and advertise (loopback by default).
         advertised_port: port the broker advertises to clients (e.g. a fault proxy's port);
             defaults to ``port``.
-        data_dir: folder for the configuration, the log and the data. Kept on :meth:`stop`
-            (and reused, not re-formatted, next time). ``None``: a temporary folder removed
-            on :meth:`stop`.
+        data_dir: folder for the configuration, the log and the data. Kept on :meth:`stop`,
+            also when the broker died or failed to start, and reused next time: the storage
+            is not formatted again (SCRAM users stay those of the first start), the TLS
+            files are kept, and ports not given are those of the last run if still free.
+            ``None``: a temporary folder removed on :meth:`stop`.
         heap: JVM max heap (``-Xmx``).
         startup_timeout: seconds to wait for the broker to serve metadata.
         progress: receives human-readable progress lines (``None``: silent).
         log_level: log4j level of the broker log.
         extra_properties: server.properties entries added to / overriding the defaults.
+        listeners: secured (or more) client listeners besides PLAINTEXT, each advertised on
+            ``host``. TLS material for them is generated at start (see :attr:`tls`).
+        sasl_users: user name to password, for every SASL listener: SCRAM users are added
+            when the storage is formatted, PLAIN users go into the listener's JAAS entry.
     """
 
     def __init__(
@@ -417,6 +534,8 @@ class LocalKafka:
         progress: Callable[[str], None] | None = print,
         log_level: str = "INFO",
         extra_properties: Mapping[str, str] | None = None,
+        listeners: Sequence[Listener] = (),
+        sasl_users: Mapping[str, str] | None = None,
     ) -> None:
         self._requested_port = port
         self._requested_controller_port = controller_port
@@ -428,6 +547,11 @@ class LocalKafka:
         self._progress = progress
         self.log_level = log_level
         self.extra_properties: dict[str, str] = dict(extra_properties or {})
+        self.listeners: tuple[Listener, ...] = tuple(listeners)
+        self.sasl_users: dict[str, str] = dict(sasl_users or {})
+        _check_listeners(self.listeners, self.sasl_users)
+        self._listener_ports: dict[str, int] = {}
+        self._tls: TlsFiles | None = None
         self._port: int | None = None
         self._controller_port: int | None = None
         self._work_dir: Path | None = None
@@ -457,6 +581,26 @@ class LocalKafka:
     def bootstrap_servers(self) -> str:
         """``host:port`` for clients' ``bootstrap_servers``."""
         return f"{self.host}:{self.port}"
+
+    def listener_port(self, name: str) -> int:
+        """The port of the extra listener ``name``; known after :meth:`start`."""
+        try:
+            return self._listener_ports[name]
+        except KeyError:
+            if self._port is None:
+                raise LocalKafkaError("LocalKafka is not started") from None
+            raise LocalKafkaError(f"no listener {name!r}") from None
+
+    def listener_bootstrap(self, name: str) -> str:
+        """``host:port`` of the extra listener ``name``, for clients' ``bootstrap_servers``."""
+        return f"{self.host}:{self.listener_port(name)}"
+
+    @property
+    def tls(self) -> TlsFiles:
+        """The CA, client certificate and key generated for the TLS listeners."""
+        if self._tls is None:
+            raise LocalKafkaError("LocalKafka has no TLS listener, or is not started")
+        return self._tls
 
     @property
     def work_dir(self) -> Path:
@@ -510,18 +654,59 @@ class LocalKafka:
                 self._owns_work_dir = True
             _live.add(self)
             try:
-                self._port = self._requested_port or _free_port(self.host)
-                self._controller_port = self._requested_controller_port or _free_port(self.host)
-                while self._controller_port == self._port:
-                    self._controller_port = _free_port(self.host)
+                self._choose_ports()
+                self._write_tls_files()
                 self._write_config()
                 self._format_storage()
                 self.start_broker()
             except BaseException as exc:
-                # keep a temporary folder when something failed: its broker.log tells why
-                self._shutdown(remove_files=not isinstance(exc, LocalKafkaError))
+                # Keep a temporary folder when something failed: its broker.log tells why.
+                # A caller's data_dir is never removed.
+                self._shutdown(
+                    remove_files=self._owns_work_dir and not isinstance(exc, LocalKafkaError)
+                )
                 raise
             return self
+
+    def _choose_ports(self) -> None:
+        # A kept data_dir comes back on the ports of its last run, so that its clients'
+        # bootstrap_servers still hold; a port taken meanwhile is replaced by a free one.
+        previous = _previous_ports(self.properties_path)
+        taken: set[int] = set()
+
+        def pick(name: str, requested: int | None) -> int:
+            if requested:
+                port = requested
+            else:
+                port = previous.get(name, 0)
+                if not port or port in taken or not _port_free(self.host, port):
+                    port = _free_port(self.host)
+                while port in taken:
+                    port = _free_port(self.host)
+            taken.add(port)
+            return port
+
+        self._port = pick("PLAINTEXT", self._requested_port)
+        self._controller_port = pick("CONTROLLER", self._requested_controller_port)
+        self._listener_ports = {lst.name: pick(lst.name, lst.port) for lst in self.listeners}
+
+    def _write_tls_files(self) -> None:
+        keystores = {
+            lst.keystore_name: lst.cert_hosts or (self.host, "localhost")
+            for lst in self.listeners
+            if lst.tls
+        }
+        if not keystores:
+            self._tls = None
+            return
+        try:
+            from adapters.localkafka.certs import ensure_tls_files
+        except ImportError as exc:
+            raise LocalKafkaError(
+                f"TLS listeners need the `cryptography` package ({exc}); "
+                "install it with `pip install cryptography` (it is in the `dev` extra)"
+            ) from exc
+        self._tls = ensure_tls_files(self.work_dir / "tls", keystores)
 
     def stop(self) -> None:
         """Stop the broker (SIGTERM, then SIGKILL) and remove its temporary folder."""
@@ -535,6 +720,8 @@ class LocalKafka:
             self._work_dir = None
             self._port = None
             self._controller_port = None
+            self._listener_ports = {}
+            self._tls = None
             _live.discard(self)
 
     def stop_broker(self, *, graceful: bool = True, timeout: float = 30.0) -> None:
@@ -572,7 +759,7 @@ class LocalKafka:
                 raise LocalKafkaError("call start() first")
             if self.is_running:
                 return
-            for port in (self.port, self.controller_port):
+            for port in (self.port, self.controller_port, *self._listener_ports.values()):
                 if not _port_free(self.host, port):
                     raise LocalKafkaError(
                         f"cannot start Kafka broker: {self.host}:{port} is already in use"
@@ -621,8 +808,11 @@ class LocalKafka:
                 raise LocalKafkaError(
                     f"Kafka broker exited (code {code}) during startup. {self._diagnosis()}"
                 )
-            if _port_accepts(self.host, self.port) and _run_probe(
-                lambda: _metadata_ready(self.bootstrap_servers, 3000)
+            if (
+                _port_accepts(self.host, self.port)
+                and _run_probe(lambda: _metadata_ready(self.bootstrap_servers, 3000))
+                # the secured listeners open with the PLAINTEXT one; checked, not assumed
+                and all(_port_accepts(self.host, p) for p in self._listener_ports.values())
             ):
                 return
             now = time.monotonic()
@@ -716,16 +906,34 @@ class LocalKafka:
         """The broker configuration that :meth:`start` writes (after ports are chosen)."""
         data = self.work_dir / "data"
         advertised = self._advertised_port or self.port
+        extra = [(lst, self.listener_port(lst.name)) for lst in self.listeners]
         props = {
             "process.roles": "broker,controller",
             "node.id": "1",
             "controller.quorum.voters": f"1@{self.host}:{self.controller_port}",
             "controller.listener.names": "CONTROLLER",
-            "listeners": f"PLAINTEXT://{self.host}:{self.port},"
-            f"CONTROLLER://{self.host}:{self.controller_port}",
-            "advertised.listeners": f"PLAINTEXT://{self.host}:{advertised}",
+            "listeners": ",".join(
+                [
+                    f"PLAINTEXT://{self.host}:{self.port}",
+                    f"CONTROLLER://{self.host}:{self.controller_port}",
+                    *(f"{lst.name}://{self.host}:{port}" for lst, port in extra),
+                ]
+            ),
+            "advertised.listeners": ",".join(
+                [
+                    f"PLAINTEXT://{self.host}:{advertised}",
+                    *(f"{lst.name}://{self.host}:{port}" for lst, port in extra),
+                ]
+            ),
+            # The controller and the broker's own traffic stay PLAINTEXT on loopback.
             "inter.broker.listener.name": "PLAINTEXT",
-            "listener.security.protocol.map": "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+            "listener.security.protocol.map": ",".join(
+                [
+                    "CONTROLLER:PLAINTEXT",
+                    "PLAINTEXT:PLAINTEXT",
+                    *(f"{lst.name}:{lst.protocol}" for lst, _ in extra),
+                ]
+            ),
             "log.dirs": str(data),
             "metadata.log.dir": str(data),
             # single node: internal topics with one replica
@@ -749,11 +957,52 @@ class LocalKafka:
             "log.cleaner.dedupe.buffer.size": str(16 * 1024 * 1024),
             "log.cleaner.threads": "1",
         }
+        for lst, _ in extra:
+            props.update(self._listener_properties(lst))
         props.update(self.extra_properties)
         return props
 
+    def _listener_properties(self, lst: Listener) -> dict[str, str]:
+        prefix = f"listener.name.{lst.name.lower()}."
+        props: dict[str, str] = {}
+        if lst.tls:
+            tls = self.tls
+            props |= {
+                # PEM files as they are: no JKS/PKCS12 conversion (KIP-651)
+                f"{prefix}ssl.keystore.type": "PEM",
+                f"{prefix}ssl.keystore.location": str(tls.keystore(lst.keystore_name)),
+                f"{prefix}ssl.truststore.type": "PEM",
+                f"{prefix}ssl.truststore.location": str(tls.ca_file),
+                f"{prefix}ssl.client.auth": lst.client_auth,
+            }
+        if lst.sasl:
+            props[f"{prefix}sasl.enabled.mechanisms"] = ",".join(lst.sasl_mechanisms)
+            for mechanism in lst.sasl_mechanisms:
+                if mechanism == "PLAIN":
+                    users = "".join(f' user_{u}="{pw}"' for u, pw in self.sasl_users.items())
+                    module = (
+                        f"org.apache.kafka.common.security.plain.PlainLoginModule required{users};"
+                    )
+                else:  # SCRAM: the credentials live in the cluster metadata (see --add-scram)
+                    module = "org.apache.kafka.common.security.scram.ScramLoginModule required;"
+                props[f"{prefix}{mechanism.lower()}.sasl.jaas.config"] = module
+        return props
+
+    def _scram_arguments(self) -> list[str]:
+        mechanisms = {m for lst in self.listeners if lst.sasl for m in lst.sasl_mechanisms}
+        return [
+            arg
+            for mechanism in _SCRAM
+            if mechanism in mechanisms
+            for user, password in self.sasl_users.items()
+            for arg in ("--add-scram", f"{mechanism}=[name={user},password={password}]")
+        ]
+
     def _write_config(self) -> None:
         lines = [f"{key}={value}" for key, value in self.server_properties().items()]
+        # A PLAIN listener's JAAS entry holds its users' passwords.
+        self.properties_path.touch(mode=0o600, exist_ok=True)
+        self.properties_path.chmod(0o600)
         self.properties_path.write_text(
             "# written by adapters.localkafka.launcher\n" + "\n".join(lines) + "\n"
         )
@@ -772,6 +1021,7 @@ class LocalKafka:
             "-c",
             str(self.properties_path),
             "--ignore-formatted",
+            *self._scram_arguments(),
         )
         out = subprocess.run(
             cmd,
@@ -787,6 +1037,7 @@ class LocalKafka:
             log.write("===== launcher: kafka.tools.StorageTool format =====\n")
             log.write(out.stdout + out.stderr)
         if out.returncode != 0:
+            # The command line holds the SCRAM passwords: say only what the tool said.
             raise LocalKafkaError(
                 f"formatting Kafka storage failed (exit code {out.returncode}):\n"
                 f"{out.stdout}{out.stderr}"
