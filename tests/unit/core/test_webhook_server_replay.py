@@ -10,7 +10,7 @@ import hashlib
 import hmac
 import json
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -312,19 +312,22 @@ async def test_two_different_signature_headers_are_refused(env: Env) -> None:
 
 
 @pytest.mark.parametrize(
-    "headers",
+    "make_headers",
     [
-        pytest.param(mw_headers(secret="wrong-secret"), id="wrong-signature"),
-        pytest.param(mw_headers(t=str(int(time.time()) - 600)), id="stale"),
-        pytest.param(mw_headers(t=str(int(time.time()) + 600)), id="future"),
-        pytest.param(mw_headers(BODY + b" "), id="body-changed"),
-        pytest.param({"Content-Type": "application/json"}, id="missing"),
-        pytest.param({"X-MW-Signature": "garbage"}, id="malformed"),
-        pytest.param({"X-MW-Signature": "t=abc,nonce=n,signature=00"}, id="non-digit-t"),
+        # Built when the test runs: a timestamp taken at import goes stale in a long session.
+        pytest.param(lambda: mw_headers(secret="wrong-secret"), id="wrong-signature"),
+        pytest.param(lambda: mw_headers(t=str(int(time.time()) - 600)), id="stale"),
+        pytest.param(lambda: mw_headers(t=str(int(time.time()) + 600)), id="future"),
+        pytest.param(lambda: mw_headers(BODY + b" "), id="body-changed"),
+        pytest.param(lambda: {"Content-Type": "application/json"}, id="missing"),
+        pytest.param(lambda: {"X-MW-Signature": "garbage"}, id="malformed"),
+        pytest.param(lambda: {"X-MW-Signature": "t=abc,nonce=n,signature=00"}, id="non-digit-t"),
     ],
 )
-async def test_refused_with_401_and_nothing_published(env: Env, headers: dict[str, str]) -> None:
-    assert await env.post("mw", BODY, headers) == 401
+async def test_refused_with_401_and_nothing_published(
+    env: Env, make_headers: Callable[[], dict[str, str]]
+) -> None:
+    assert await env.post("mw", BODY, make_headers()) == 401
     assert env.publisher.calls == []
 
 
