@@ -253,7 +253,8 @@ class BareServer:
             return web.Response(body=b'{"message":"ok"}', content_type="application/json")
 
         app.router.add_post("/webhooks/{name}", handler)
-        # The same runner settings as the bridge's HTTP server (adapters/app.py).
+        # aiohttp's plain runner: what the bridge's bounded listener (header deadline,
+        # drain) costs counts against the bridge.
         self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
