@@ -26,6 +26,7 @@ from adapters.core.publisher import Publisher
 from adapters.core.record_limits import max_record_bytes
 from adapters.core.webhook_server import WebhookServer
 from adapters.registry import VENDORS
+from adapters.validation import check_config
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +43,8 @@ class Bridge:
     """One Workbridge process running the roles its configuration switches on."""
 
     def __init__(self, config: Config, *, startup_timeout_s: float = 120.0) -> None:
+        # Idempotent: the CLI has checked already; a Bridge built in code is checked here.
+        check_config(config, VENDORS)
         self.config = config
         self.metrics = Metrics()
         self.startup_timeout_s = startup_timeout_s
@@ -127,7 +130,9 @@ class Bridge:
             metrics=self.metrics,
             max_body_bytes=self.config.server.max_body_bytes,
             send_timeout_s=self.config.kafka.send_timeout_s,
-            ready=lambda: self._kafka_ok,
+            # A worker still restoring a partition's ledger cannot answer its commands yet.
+            ready=lambda: self._kafka_ok and not any(w.restoring for w in self.workers),
+            trusted_proxies=self.config.server.trusted_proxies,
         )
         server = self.config.server
         self._runner = BoundedAppRunner(

@@ -11,9 +11,17 @@ from typing import Any
 
 import msgspec
 
-from adapters.config import ConfigError, load_config
+from adapters.config import Config, ConfigError, load_config
 
 EXIT_CONFIG = 2
+
+
+def _load(path: str) -> Config:
+    """The configuration file, checked against the vendors of this build."""
+    # Imported on use: the registry loads every vendor, which `kafka-local` does not need.
+    from adapters.registry import VENDORS
+
+    return load_config(path, vendors=VENDORS)
 
 
 def _setup_logging(level: str) -> None:
@@ -27,7 +35,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from adapters.app import Bridge, BridgeFailed, StartupError
     from adapters.core.kafka import TopicsNotReady
 
-    config = load_config(args.config)
+    config = _load(args.config)
     _setup_logging(config.log_level)
     try:
         asyncio.run(Bridge(config).run_until_signal())
@@ -39,7 +47,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_check_config(args: argparse.Namespace) -> int:
     """Decode a configuration file and report what it would run."""
-    config = load_config(args.config)
+    config = _load(args.config)
     for inst in config.instances:
         roles = [
             role
@@ -66,21 +74,29 @@ def cmd_kafka_local(args: argparse.Namespace) -> int:
 
 
 def cmd_schemas(args: argparse.Namespace) -> int:
-    """Write schemas/ from the code, or check that the checked-in files match."""
-    from adapters.schemas_gen import diff, write
+    """Write schemas/ and the chart's vendor facts from the code, or check that they match."""
+    from adapters.schemas_gen import diff, diff_chart, write, write_chart
 
     root = Path(args.dir)
+    # The chart is optional: an installed package has schemas/ to check but no chart.
+    chart = Path(args.chart) if args.chart and Path(args.chart).is_dir() else None
     if args.check:
-        problems = diff(root)
+        problems = diff(root) + (diff_chart(chart) if chart else [])
         for problem in problems:
             print(problem, file=sys.stderr)
         if problems:
-            print("schemas/ is out of date: run `workbridge schemas` and commit", file=sys.stderr)
+            print(
+                "schemas/ or the chart is out of date: run `workbridge schemas` and commit",
+                file=sys.stderr,
+            )
             return 1
-        print("schemas/ matches the code")
+        print("schemas/ matches the code" + (f", and so does {chart}" if chart else ""))
         return 0
     written = write(root)
     print(f"wrote {len(written)} schema files to {root}")
+    if chart:
+        changed = write_chart(chart)
+        print(f"updated the vendor facts in {chart}: {', '.join(changed) or 'no change'}")
     return 0
 
 
@@ -88,7 +104,7 @@ def cmd_send(args: argparse.Namespace) -> int:
     """Publish one command and (by default) wait for its result."""
     from adapters.devtools import send_command
 
-    config = load_config(args.config)
+    config = _load(args.config)
     try:
         data: Any = msgspec.json.decode(args.data)
     except msgspec.DecodeError as exc:
@@ -116,7 +132,7 @@ def cmd_tail(args: argparse.Namespace) -> int:
     """Print the events, results or DLQ records of an instance as they arrive."""
     from adapters.devtools import tail
 
-    config = load_config(args.config)
+    config = _load(args.config)
     asyncio.run(
         tail(config, instance=args.instance, kinds=args.topic, from_beginning=args.from_beginning)
     )
@@ -164,9 +180,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=cmd_kafka_local)
 
-    p = sub.add_parser("schemas", help="generate schemas/ from the models")
+    p = sub.add_parser(
+        "schemas", help="generate schemas/ and the Helm chart's vendor facts from the code"
+    )
     p.add_argument("--dir", default="schemas")
-    p.add_argument("--check", action="store_true", help="fail if schemas/ differs from the code")
+    p.add_argument(
+        "--chart",
+        default="helm/workbridge",
+        help="the Helm chart whose vendor facts are generated too (skipped if not there)",
+    )
+    p.add_argument(
+        "--check", action="store_true", help="fail if schemas/ or the chart differs from the code"
+    )
     p.set_defaults(func=cmd_schemas)
 
     p = sub.add_parser("send", help="publish a command and print its result")
@@ -193,7 +218,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--from-beginning", action="store_true")
     p.set_defaults(func=cmd_tail)
 
-    p = sub.add_parser("dev", help="local Kafka + fake MOCO + bridge, with a live view")
+    p = sub.add_parser("dev", help="local Kafka + the vendors' fakes + bridge, with a live view")
     p.add_argument("--port", type=int, default=8080, help="bridge HTTP port")
     p.add_argument("--kafka", help="use this bootstrap server instead of starting a broker")
     p.add_argument("--seconds", type=float, default=0, help="stop after this long (0: Ctrl-C)")

@@ -7,10 +7,11 @@ import contextlib
 import os
 import tempfile
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import msgspec
 import yaml
@@ -22,6 +23,9 @@ from rich.table import Table
 from adapters.config import Config, parse_config
 from adapters.core.cloudevents_codec import NotACloudEvent, from_record, make_event, to_kafka
 from adapters.core.kafka import Topics, client_kwargs
+
+if TYPE_CHECKING:
+    from adapters.core.vendor import VendorSpec
 
 console = Console(stderr=True)
 
@@ -149,93 +153,202 @@ def _line(topic: str, event: Any) -> str:
 DEV_API_KEY = "dev-api-key"
 DEV_WEBHOOK_SECRET = "1d608b9d72219b90ff2393a1d3ee0ac0"
 DEV_MW_SECRET = "dev-mobility-work-secret"
+# Fast enough to watch: a change "in the vendor" shows up within seconds.
+DEV_POLL_INTERVAL_S = 5
+DEV_COMMAND_DEADLINE_S = 60
 
 
-async def run_dev(*, port: int, kafka: str | None, seconds: float) -> int:
+class _Fake(Protocol):
+    """What `workbridge dev` needs of a fake vendor server (adapters.fakekit.FakeServer)."""
+
+    async def stop(self) -> None: ...
+
+
+@dataclass
+class DevVendor:
+    """One vendor as `workbridge dev` runs it: a started fake and how to wire the bridge to it.
+
+    What the vendor can do (webhooks, polling, commands, its resources) comes from its
+    VendorSpec in the registry; this holds only what is about the fake.
+    """
+
+    fake: _Fake
+    base_url: str
+    # Instance settings beyond what the registry decides (credentials, options, backoff).
+    settings: dict[str, Any]
+    # Resources the fake changes on request: the ones worth polling here.
+    changing_resources: frozenset[str]
+    # Subscribe the bridge's webhook URL at the fake.
+    subscribe: Callable[[str], None]
+    # Lines for the banner: how to make something happen at this vendor.
+    hints: str
+
+
+async def _dev_moco() -> DevVendor:
+    from adapters.moco.fake import FakeMoco
+
+    moco = FakeMoco(api_key=DEV_API_KEY, webhook_secret=DEV_WEBHOOK_SECRET)
+    base_url = await moco.start()
+    writable = frozenset(moco.behaviour.writable_resources)
+
+    def subscribe(url: str) -> None:
+        for resource in sorted(writable):
+            moco.subscribe(moco.behaviour.webhook_targets[resource], "*", url)
+
+    return DevVendor(
+        fake=moco,
+        base_url=base_url,
+        settings={"api_key": DEV_API_KEY, "webhook_secret": DEV_WEBHOOK_SECRET},
+        changing_resources=writable,
+        subscribe=subscribe,
+        hints=f"""Change something "in MOCO" (becomes a webhook and a polled event):
+  curl -X POST {moco.control_url}/companies -d '{{"name": "Acme", "type": "customer"}}'""",
+    )
+
+
+async def _dev_mobilitywork() -> DevVendor:
+    from adapters.mobilitywork.fake import FakeMobilityWork
+
+    mw = FakeMobilityWork(api_key=DEV_API_KEY, webhook_secret=DEV_MW_SECRET)
+    base_url = await mw.start()
+
+    def subscribe(url: str) -> None:
+        mw.subscribe("*", url)
+
+    return DevVendor(
+        fake=mw,
+        base_url=base_url,
+        settings={
+            "api_key": DEV_API_KEY,
+            "webhook_secret": DEV_MW_SECRET,
+            "options": {"network_name": mw.network_name},
+            # Fake server: retry in seconds, not in the minutes the document advises.
+            "commands": {"backoff_base_s": 1, "backoff_max_s": 5},
+        },
+        changing_resources=frozenset(),
+        subscribe=subscribe,
+        hints=f"""A spare part consumed "in Mobility Work" (a signed webhook):
+  curl -X POST {mw.control_url}/webhooks/SparePartWasConsumed \
+    -d '{{"sparePart": {{"id": 77}}, "consumed": {{"quantity": 3, "previousStock": 116}}}}'""",
+    )
+
+
+# The fakes `workbridge dev` can start, by vendor id. A registered vendor without one is
+# listed at start-up and left out, so that a new vendor never breaks `workbridge dev`.
+DEV_FAKES: dict[str, Callable[[], Awaitable[DevVendor]]] = {
+    "moco": _dev_moco,
+    "mobilitywork": _dev_mobilitywork,
+}
+
+# One example command per vendor for the banner (its data must pass the command's schema).
+_EXAMPLE_COMMANDS = {
+    "workbridge.moco.company.create": (
+        "company/new-1",
+        '{"name": "Beispiel AG", "type": "customer", "currency": "CHF"}',
+    ),
+    "workbridge.mobilitywork.task.create": (
+        "equipment/PUMP-001",
+        '{"equipment": {"type": "externalReference", "value": "PUMP-001"},\n'
+        '             "description": "Replace motor part", '
+        '"startDateTime": "2026-11-24T09:00:00+00:00",\n'
+        '             "endDateTime": "2026-11-24T10:00:00+00:00", "assignees": [3]}',
+    ),
+}
+
+
+def dev_instance(spec: VendorSpec, dev: DevVendor) -> dict[str, Any]:
+    """The config of one dev instance: every part the vendor has, switched on."""
+    resources = sorted(set(spec.poll.resources) & dev.changing_resources) if spec.poll else []
+    instance: dict[str, Any] = {
+        "vendor": spec.id,
+        "name": spec.id,
+        "base_url": dev.base_url,
+        "webhooks": {"enabled": spec.webhook is not None},
+        "polling": {
+            "enabled": bool(resources),
+            "interval_s": DEV_POLL_INTERVAL_S,
+            "resources": resources,
+        },
+        "commands": {"enabled": bool(spec.commands), "deadline_s": DEV_COMMAND_DEADLINE_S},
+    }
+    for key, value in dev.settings.items():
+        if isinstance(value, dict) and isinstance(instance.get(key), dict):
+            instance[key] = {**instance[key], **value}
+        else:
+            instance[key] = value
+    return instance
+
+
+def _command_hints(config_file: Path, vendors: Mapping[str, VendorSpec], names: list[str]) -> str:
+    lines = ["Send a command and wait for its result:"]
+    for name in names:
+        for type_, (subject, data) in _EXAMPLE_COMMANDS.items():
+            if type_ in vendors[name].commands:
+                lines.append(
+                    f"  workbridge send --config {config_file} --instance {name} \\\n"
+                    f"    --type {type_} --subject {subject} \\\n"
+                    f"    --data '{data}'"
+                )
+    return "\n".join(lines) if len(lines) > 1 else ""
+
+
+async def run_dev(
+    *,
+    port: int,
+    kafka: str | None,
+    seconds: float,
+    vendors: Mapping[str, VendorSpec] | None = None,
+) -> int:
     """Start a broker (unless given one), the fake vendors and the bridge; show it live."""
     from adapters.app import Bridge
     from adapters.localkafka.launcher import LocalKafka
-    from adapters.mobilitywork.fake import FakeMobilityWork
-    from adapters.moco.fake import FakeMoco
+    from adapters.registry import VENDORS
 
+    vendors = VENDORS if vendors is None else vendors
     broker = None
     if kafka is None:
         console.print("starting a local Kafka broker (first run downloads its jars) ...")
         broker = LocalKafka(progress=console.print)
         await broker.__aenter__()
         kafka = broker.bootstrap_servers
-    moco = FakeMoco(api_key=DEV_API_KEY, webhook_secret=DEV_WEBHOOK_SECRET)
-    moco_url = await moco.start()
-    mw = FakeMobilityWork(api_key=DEV_API_KEY, webhook_secret=DEV_MW_SECRET)
-    mw_url = await mw.start()
+    devs: dict[str, DevVendor] = {}
+    for vendor_id in sorted(vendors):
+        start_fake = DEV_FAKES.get(vendor_id)
+        if start_fake is None:
+            console.print(f"no fake server for vendor {vendor_id!r} yet: it is left out")
+            continue
+        devs[vendor_id] = await start_fake()
     raw = {
         "kafka": {"bootstrap_servers": kafka, "topics": {"partitions": 3, "replication_factor": 1}},
         "server": {"port": port, "host": "127.0.0.1"},
-        "instances": [
-            {
-                "vendor": "moco",
-                "name": "moco",
-                "base_url": moco_url,
-                "api_key": DEV_API_KEY,
-                "webhook_secret": DEV_WEBHOOK_SECRET,
-                "polling": {
-                    "enabled": True,
-                    "interval_s": 5,
-                    "resources": ["projects", "activities", "companies"],
-                },
-                "commands": {"enabled": True, "deadline_s": 60},
-            },
-            {
-                "vendor": "mobilitywork",
-                "name": "mobilitywork",
-                "base_url": mw_url,
-                "api_key": DEV_API_KEY,
-                "webhook_secret": DEV_MW_SECRET,
-                "options": {"network_name": mw.network_name},
-                # Fake server: retry in seconds, not in the minutes the document advises.
-                "commands": {
-                    "enabled": True,
-                    "deadline_s": 60,
-                    "backoff_base_s": 1,
-                    "backoff_max_s": 5,
-                },
-            },
-        ],
+        "instances": [dev_instance(vendors[vendor_id], dev) for vendor_id, dev in devs.items()],
     }
-    config = parse_config(raw)
+    config = parse_config(raw, vendors=vendors)
     config_file = Path(tempfile.gettempdir()) / f"workbridge-dev-{os.getpid()}.yaml"
     config_file.write_text(yaml.safe_dump(raw), encoding="utf-8")
     bridge = Bridge(config)
     await bridge.start(on_progress=console.print)
-    for target in ("Activity", "Project", "Customer"):
-        moco.subscribe(target, "*", f"http://127.0.0.1:{bridge.port}/webhooks/moco")
-    mw.subscribe("*", f"http://127.0.0.1:{bridge.port}/webhooks/mobilitywork")
+    for vendor_id, dev in devs.items():
+        if vendors[vendor_id].webhook is not None:
+            dev.subscribe(f"http://127.0.0.1:{bridge.port}/webhooks/{vendor_id}")
+    fakes = "\n".join(
+        f"  fake {vendor_id + ':':<13} {dev.base_url}" for vendor_id, dev in devs.items()
+    )
+    hints = "\n".join(dev.hints for dev in devs.values())
     console.print(f"""
 [bold]workbridge dev[/bold] is running.
   bridge:             http://127.0.0.1:{bridge.port}  (/healthz /readyz /metrics /webhooks/...)
-  fake MOCO:          {moco_url}  (API key {DEV_API_KEY})
-  fake Mobility Work: {mw_url}
+{fakes}
+  API key of the fakes: {DEV_API_KEY}
   Kafka:              {kafka}
   config:             {config_file}
 
-Change something "in MOCO" (becomes a webhook and a polled event):
-  curl -X POST {moco.control_url}/companies -d '{{"name": "Acme", "type": "customer"}}'
-A spare part consumed "in Mobility Work" (a signed webhook):
-  curl -X POST {mw.control_url}/webhooks/SparePartWasConsumed \
-    -d '{{"sparePart": {{"id": 77}}, "consumed": {{"quantity": 3, "previousStock": 116}}}}'
-Send a command and wait for its result:
-  workbridge send --config {config_file} --instance moco \
-    --type workbridge.moco.company.create --subject company/new-1 \
-    --data '{{"name": "Beispiel AG", "type": "customer", "currency": "CHF"}}'
-  workbridge send --config {config_file} --instance mobilitywork \
-    --type workbridge.mobilitywork.task.create --subject equipment/PUMP-001 \
-    --data '{{"equipment": {{"type": "externalReference", "value": "PUMP-001"}},
-             "description": "Replace motor part", "startDateTime": "2026-11-24T09:00:00+00:00",
-             "endDateTime": "2026-11-24T10:00:00+00:00", "assignees": [3]}}'
+{hints}
+{_command_hints(config_file, vendors, list(devs))}
 """)
     watched = []
-    for name in ("moco", "mobilitywork"):
-        topics = Topics(config.kafka.topic_prefix, name)
+    for inst in config.instances:
+        topics = Topics(config.kafka.topic_prefix, inst.instance_name)
         watched += [topics.events, topics.results, topics.dlq]
     reader = await _reader(config, watched, from_beginning=True)
     table = Table("time", "topic", "type", "subject", "status")
@@ -254,8 +367,8 @@ Send a command and wait for its result:
     finally:
         await reader.stop()
         await bridge.stop()
-        await moco.stop()
-        await mw.stop()
+        for dev in devs.values():
+            await dev.fake.stop()
         if broker is not None:
             await broker.__aexit__(None, None, None)
         with contextlib.suppress(OSError):

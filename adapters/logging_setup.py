@@ -24,7 +24,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from aiokafka.errors import GroupCoordinatorNotAvailableError
+from aiokafka.errors import GroupCoordinatorNotAvailableError, ProducerFenced
 
 __all__ = ["RedactSaslPayloads", "TransientStartupNoise", "install_aiokafka_filters", "setup"]
 
@@ -103,6 +103,29 @@ def _redacted(arg: Any) -> str:
     return f"{type(arg).__name__}({', '.join([*fields, 'sasl_auth_bytes=<redacted>'])})"
 
 
+class FencedProducerNoise(logging.Filter):
+    """asyncio's "Future exception was never retrieved" for a fenced transactional producer.
+
+    When a partition moves during a rebalance, the previous producer of its transactional id
+    is fenced by the new one; aiokafka's sender then leaves the `ProducerFenced` in an
+    internal future nobody awaits, and asyncio reports it at ERROR. Fencing is how the
+    hand-over is made safe (the code that owns the producer handles it), so this record is
+    kept but at WARNING.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Pass every record; demote the one described above."""
+        if record.levelno >= logging.ERROR and record.getMessage().startswith(
+            "Future exception was never retrieved"
+        ):
+            exc = record.exc_info[1] if record.exc_info else None
+            future = (record.args or {}).get("future") if isinstance(record.args, dict) else None
+            if isinstance(exc, ProducerFenced) or "ProducerFenced" in repr(future or ""):
+                record.levelno = logging.WARNING
+                record.levelname = logging.getLevelName(logging.WARNING)
+        return True
+
+
 _installed = False
 _install_lock = threading.Lock()
 
@@ -115,6 +138,7 @@ def install_aiokafka_filters() -> None:
             return
         logging.getLogger(_COORDINATOR_LOGGER).addFilter(TransientStartupNoise())
         logging.getLogger(_CONN_LOGGER).addFilter(RedactSaslPayloads())
+        logging.getLogger("asyncio").addFilter(FencedProducerNoise())
         _installed = True
 
 

@@ -1,4 +1,10 @@
-"""The vendors this build knows: adding a vendor is adding its folder and one line here."""
+"""The vendors this build knows: adding a vendor is adding its folder and one line here.
+
+Nothing that a vendor imports imports this module. The process hands `VENDORS` in where it is
+needed: to the config loader (`load_config(path, vendors=VENDORS)`, see adapters.validation),
+and to the tools that take vendor facts from it (`workbridge dev`, `workbridge schemas`, which
+also writes the Helm chart's vendor-dependent schema and defaults).
+"""
 
 from __future__ import annotations
 

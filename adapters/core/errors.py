@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from enum import Enum
+from typing import Any, Protocol
+
+import msgspec
 
 
 class Action(Enum):
@@ -47,11 +50,73 @@ DEFAULT_RULES: Mapping[int | str, Rule] = {
 }
 
 
+class Answer(Protocol):
+    """What the table looks at: a vendor answer's status, lower-cased headers and body."""
+
+    @property
+    def status(self) -> int:
+        """The HTTP status."""
+
+    @property
+    def headers(self) -> dict[str, str]:
+        """Lower-cased response headers."""
+
+    @property
+    def body(self) -> bytes:
+        """The raw body."""
+
+
+@dataclass(frozen=True)
+class Matcher:
+    """A rule for answers that `when` recognises, whatever their status."""
+
+    when: Callable[[Answer], bool]
+    rule: Rule
+
+
+def json_body(answer: Answer) -> Any:
+    """The answer's body as JSON, or None when it is empty or not JSON."""
+    if not answer.body:
+        return None
+    try:
+        return msgspec.json.decode(answer.body)
+    except msgspec.DecodeError:
+        return None
+
+
 @dataclass(frozen=True)
 class ErrorTable:
-    """Maps HTTP statuses to rules; a vendor overrides single entries."""
+    """Maps vendor answers to rules: predicates over the whole answer first, then statuses.
+
+    A vendor overrides single statuses or classes, adds `matchers` for answers whose body
+    decides (CLOUDWORK|PRO answers most bad requests with HTTP 200 and `"code": 400`), and
+    `describe` reads its error envelope into words for results and logs.
+    """
 
     overrides: Mapping[int | str, Rule] = field(default_factory=dict)
+    matchers: tuple[Matcher, ...] = ()
+    describe: Callable[[Answer], str | None] | None = None
+
+    def classify(self, answer: Answer) -> Rule:
+        """The rule for a whole answer: the first matcher that matches, else its status."""
+        for matcher in self.matchers:
+            try:
+                matched = matcher.when(answer)
+            except Exception:  # a body that is not what the predicate expects: no match
+                matched = False
+            if matched:
+                return matcher.rule
+        return self.rule(answer.status)
+
+    def message(self, answer: Answer) -> str | None:
+        """The vendor's own error text for an answer, where its envelope carries one."""
+        if self.describe is None:
+            return None
+        try:
+            text = self.describe(answer)
+        except Exception:
+            return None
+        return text[:500] if text else None
 
     def rule(self, status: int) -> Rule:
         """The rule for a status: its own rule first, then its class's, then fail.

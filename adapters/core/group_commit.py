@@ -6,7 +6,9 @@ consumer offset. Each caller awaits its own write; none returns before its trans
 committed with every record in it. A write can name its `undo`, so that a caller that gives
 up (cancelled at a hand-back) leaves nothing behind, wherever its write had got to.
 Retriable Kafka errors are retried here until the partition is handed back; anything else
-stops the committer and is reported as fatal.
+stops the committer and is reported as fatal. Whoever keeps a view of the partition's state
+(the ledger's index) hears of every committed record, with its offset, before any caller
+hears that its write committed.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import contextlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from aiokafka import AIOKafkaProducer, TopicPartition
 from aiokafka.errors import (
@@ -40,6 +43,8 @@ def is_transient(exc: KafkaError) -> bool:
 
 # (topic, key, value, headers, partition); a None value is a tombstone.
 Record = tuple[str, bytes | None, bytes | None, Headers, int | None]
+# A record that a transaction committed, with the offset it got.
+Committed = tuple[Record, int]
 MAX_WRITES_PER_TRANSACTION = 200
 
 
@@ -84,6 +89,7 @@ class GroupCommitter:
         commit_offset: Callable[[set[int]], int],
         name: str,
         on_fatal: Callable[[str], None],
+        on_committed: Callable[[list[Committed]], None] | None = None,
     ) -> None:
         self.producer = producer
         self.tp = tp
@@ -94,6 +100,9 @@ class GroupCommitter:
         # Fenced (another owner, or our own transaction timed out) or a non-retriable error:
         # this process can no longer write for the partition and must leave the group.
         self.on_fatal = on_fatal
+        # Told of every committed record (an exception there is fatal like a broken commit:
+        # the view it keeps would no longer match the topic).
+        self.on_committed = on_committed
         self._queue: list[_Write] = []
         self._wakeup = asyncio.Event()
         self._idle = asyncio.Event()
@@ -180,9 +189,10 @@ class GroupCommitter:
             }
             sent: list[_Write] = []
             undone: set[int] = set()  # id() of writes whose undo is in this transaction
+            landed: list[tuple[Record, Any]] = []  # every record sent, with its metadata
             try:
                 async with self.producer.transaction():
-                    sends = []
+                    sends: list[tuple[Record, asyncio.Future[Any]]] = []
                     for write in batch:
                         if not write.given_up:
                             sends += await self._send(write.records)
@@ -192,7 +202,8 @@ class GroupCommitter:
                             undone.add(id(write))
                     # aiokafka commits a transaction even when one of its batches failed
                     # for good: every record must be acknowledged before the commit.
-                    await asyncio.gather(*sends)
+                    metadata = await asyncio.gather(*(future for _, future in sends))
+                    landed += zip((record for record, _ in sends), metadata, strict=True)
                     if finishing:
                         await self.producer.send_offsets_to_transaction(
                             {self.tp: self.commit_offset(finishing)}, self.group_id
@@ -200,7 +211,9 @@ class GroupCommitter:
                     # Callers that gave up while their records were being sent.
                     for write in sent:
                         if write.given_up and write.undo:
-                            await asyncio.gather(*await self._send(write.undo))
+                            undo = await self._send(write.undo)
+                            metadata = await asyncio.gather(*(future for _, future in undo))
+                            landed += zip((record for record, _ in undo), metadata, strict=True)
                             undone.add(id(write))
             except KafkaError as exc:
                 if not is_transient(exc):
@@ -216,6 +229,8 @@ class GroupCommitter:
                 await asyncio.sleep(delay)
                 delay = min(30.0, delay * 2)
                 continue
+            if self.on_committed is not None:
+                self.on_committed([(record, meta.offset) for record, meta in landed])
             for write in batch:
                 if not write.future.done():
                     write.future.set_result(None)
@@ -230,14 +245,14 @@ class GroupCommitter:
         self._idle.clear()
         self._wakeup.set()
 
-    async def _send(self, records: list[Record]) -> list[asyncio.Future[object]]:
+    async def _send(self, records: list[Record]) -> list[tuple[Record, asyncio.Future[Any]]]:
         futures = []
-        for topic, key, value, headers, partition in records:
-            futures.append(
-                await self.producer.send(
-                    topic, key=key, value=value, headers=headers, partition=partition
-                )
+        for record in records:
+            topic, key, value, headers, partition = record
+            future = await self.producer.send(
+                topic, key=key, value=value, headers=headers, partition=partition
             )
+            futures.append((record, future))
         return futures
 
     def _fail_all(self, exc: Exception, also: list[_Write] | None = None) -> None:

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 
 from cloudevents.core.v1.event import CloudEvent
 
 from adapters.config import InstanceConfig
+from adapters.core.auth import Auth, ClientTls
 from adapters.core.cloudevents_codec import Headers, make_event, to_kafka
 from adapters.core.kafka import Topics
 from adapters.core.ratelimit import Limiter, SlidingWindowLimiter, Unlimited
-from adapters.core.vendor import EventDraft, VendorSpec
+from adapters.core.vendor import CommandSpec, EventDraft, VendorSpec
 from adapters.core.vendor_http import VendorClient
 
 SCHEMA_BASE = "https://workbridge.dev/schemas"
@@ -24,6 +26,8 @@ class Instance:
     spec: VendorSpec
     topics: Topics
     client: VendorClient
+    # The vendor's command catalogue, bound to this instance's settings.
+    commands: Mapping[str, CommandSpec] = field(default_factory=dict)
 
     @property
     def name(self) -> str:
@@ -73,14 +77,38 @@ def build_limiter(inst: InstanceConfig, spec: VendorSpec) -> Limiter:
     return Unlimited()
 
 
+def _with_tls(auth: Auth, inst: InstanceConfig) -> Auth:
+    """The vendor's auth, with the instance's client certificate / CA when it sets one."""
+    tls = inst.tls
+    if tls is not None and auth.tls is None:
+        auth.tls = ClientTls(
+            cert_file=tls.cert_file,
+            key_file=tls.key_file,
+            key_password=tls.key_password,
+            ca_file=tls.ca_file,
+        )
+    return auth
+
+
 def build_instance(inst: InstanceConfig, spec: VendorSpec, prefix: str) -> Instance:
     """Wire one configured instance to its vendor declarations."""
     client = VendorClient(
         base_url=inst.base_url,
-        auth_headers=spec.auth_headers(inst),
+        auth=_with_tls(spec.auth(inst), inst),
         limiter=build_limiter(inst, spec),
         timeout_s=inst.http_timeout_s,
         user_agent=spec.user_agent(inst),
         rate_limit_headers=spec.rate_limit_headers,
     )
-    return Instance(cfg=inst, spec=spec, topics=Topics(prefix, inst.instance_name), client=client)
+    commands = spec.commands
+    if spec.bind_commands is not None:
+        commands = spec.bind_commands(inst, spec.commands)
+        if set(commands) != set(spec.commands):
+            raise ValueError(f"{spec.id}: bind_commands must keep the catalogue's command types")
+    return Instance(
+        cfg=inst,
+        spec=spec,
+        topics=Topics(prefix, inst.instance_name),
+        client=client,
+        commands=commands,
+    )

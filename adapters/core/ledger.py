@@ -2,7 +2,8 @@
 
 The ledger topic has the commands topic's partition count and an entry is written to the
 partition its command came from, so the replica that owns a command partition owns the
-ledger entries of every command on it, and restores them on assignment.
+ledger entries of every command on it, and restores them on assignment (into an index on
+local disk, `ledger_store`; this module is the records' format).
 """
 
 from __future__ import annotations
@@ -68,6 +69,26 @@ def answered_record(command_id: str) -> str:
     return _ANSWERED + command_id
 
 
+def legacy_answered_record(command_id: str) -> str:
+    """Where an earlier version wrote a command's answered record (read, never written)."""
+    return _LEGACY_ANSWERED + command_id
+
+
+RecordKind = Literal["key", "answered"]
+
+
+def classify(record_key: str, entry: LedgerEntry) -> tuple[RecordKind, str]:
+    """What a ledger record is about: an idempotency key's entry (with the key) or a
+    command's answered record (with its id), in the current format and the one before."""
+    if record_key.startswith(_ESCAPED):
+        return "key", record_key[len(_ESCAPED) :]
+    if record_key.startswith(_ANSWERED):
+        return "answered", record_key[len(_ANSWERED) :]
+    if record_key.startswith(_LEGACY_ANSWERED) and not entry.payload_hash:
+        return "answered", record_key[len(_LEGACY_ANSWERED) :]
+    return "key", record_key
+
+
 class LedgerState(msgspec.Struct, kw_only=True):
     """One ledger partition in memory: entries by idempotency key, and the answered ids."""
 
@@ -77,15 +98,16 @@ class LedgerState(msgspec.Struct, kw_only=True):
 
 def read_ledger(records: Mapping[str, LedgerEntry]) -> LedgerState:
     """The state of a restored ledger partition (latest entry per record key), in the
-    current format and in the one before it."""
+    current format and in the one before it.
+
+    Holds every entry in memory: the command worker uses `ledger_store` instead; this stays
+    for tools, tests and the benchmark's baseline.
+    """
     state = LedgerState()
     for record_key, entry in records.items():
-        if record_key.startswith(_ESCAPED):
-            state.keys[record_key[len(_ESCAPED) :]] = entry
-        elif record_key.startswith(_ANSWERED):
-            state.answered.add(record_key[len(_ANSWERED) :])
-        elif record_key.startswith(_LEGACY_ANSWERED) and not entry.payload_hash:
-            state.answered.add(record_key[len(_LEGACY_ANSWERED) :])
+        kind, name = classify(record_key, entry)
+        if kind == "answered":
+            state.answered.add(name)
         else:
-            state.keys[record_key] = entry
+            state.keys[name] = entry
     return state

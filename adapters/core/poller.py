@@ -1,12 +1,15 @@
-"""The polling runtime: cursors in Kafka, events and cursor in one transaction.
+"""The polling runtime: poll tasks, their ownership, and their transactions.
 
-Ownership: each poll task (instance, resource) maps to one partition of the instance's
-cursor topic; a consumer group over that topic assigns partitions, so with several replicas
-each task runs in exactly one. Each partition's work has its own transactional id, so a new
-owner fences the old one and any transaction the old owner left open is aborted.
+A poll task is one resource of one instance, or one (scope, resource) for a resource fanned
+out over discovered scopes (scopes.py). Each task key maps to one partition of the
+instance's cursors topic; a consumer group over that topic assigns the partitions, so with
+several replicas each task runs in exactly one. Each partition's work has its own
+transactional id, so a new owner fences the old one and any transaction the old owner left
+open is aborted.
 
-A cursor is a high-water mark plus the ids seen within an overlap window behind it: vendor
-timestamps are coarse (MOCO: seconds), so equal timestamps must not lose or repeat changes.
+A task runs its `ChangeSource` (change_source.py). Every step the source yields (its events,
+its dead letters and the task's new state) is committed in one Kafka transaction, so a
+crash or a restart neither loses nor repeats a change.
 """
 
 from __future__ import annotations
@@ -20,7 +23,6 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import msgspec
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import (
     OutOfOrderSequenceNumber,
@@ -29,32 +31,25 @@ from aiokafka.errors import (
 )
 
 from adapters.config import KafkaConfig
-from adapters.core.cloudevents_codec import stable_id
+from adapters.core.change_source import PollContext, PollError, PollSettings, Step
 from adapters.core.errors import Action
 from adapters.core.instance import Instance
 from adapters.core.kafka import client_kwargs, transactional_producer
 from adapters.core.metrics import Metrics
+from adapters.core.pagination import PageRequest
+from adapters.core.poll_commit import dead_letter_record
+from adapters.core.poll_state import StateError, encode_state
 from adapters.core.state_restore import restore_partition
-from adapters.core.vendor import EventDraft, PollResource, PollSpec
+from adapters.core.vendor import PollResource
 from adapters.core.vendor_call import RetryPolicy, call_with_retry
-from adapters.core.vendor_http import ForeignURL
+from adapters.core.vendor_http import ForeignURL, VendorResponse
 
 log = logging.getLogger(__name__)
 
-
-class Cursor(msgspec.Struct, kw_only=True):
-    """Where a resource's polling stands: the newest change time and the ids seen near it."""
-
-    mark: datetime | None = None
-    seen: dict[str, datetime] = msgspec.field(default_factory=dict)
-
-
-class PollError(Exception):
-    """A poll cycle could not complete; it is retried at the next interval."""
-
-
 # What stops aiokafka's sender for good: the producer can never write again.
 _PRODUCER_LOST = (ProducerFenced, OutOfOrderSequenceNumber, TransactionalIdAuthorizationFailed)
+
+__all__ = ["PollError", "PollRunner", "PollTask", "owner_partition", "producer_lost", "task_key"]
 
 
 def producer_lost(exc: BaseException, producer: AIOKafkaProducer) -> bool:
@@ -68,210 +63,173 @@ def producer_lost(exc: BaseException, producer: AIOKafkaProducer) -> bool:
     return bool(txn is not None and txn.is_fatal_error())
 
 
-def owner_partition(resource: str, partitions: int) -> int:
-    """The cursor-topic partition that owns a resource (stable across processes)."""
-    return zlib.crc32(resource.encode()) % partitions
+def task_key(resource: str, scope: str | None = None) -> str:
+    """A task's key on the cursors topic; an unscoped task's is its resource (as before scopes)."""
+    return resource if scope is None else f"{resource}/{scope}"
 
 
-def select_new(
-    records: list[dict[str, Any]],
-    cursor: Cursor,
-    res: PollResource,
-    spec: PollSpec,
-    overlap: timedelta,
-) -> list[tuple[datetime, str, dict[str, Any]]]:
-    """Records not yet published, oldest first, as (change time, id, record)."""
-    floor = cursor.mark - overlap if cursor.mark else None
-    out: dict[str, tuple[datetime, str, dict[str, Any]]] = {}
-    for record in records:
-        rid = str(record[res.primary_key])
-        ts = spec.parse_time(str(record[res.replication_key]))
-        if floor is not None and ts < floor:
-            continue
-        if cursor.seen.get(rid) == ts:
-            continue
-        out[rid] = (ts, rid, record)
-    return sorted(out.values(), key=lambda item: (item[0], item[1]))
-
-
-def advance(
-    cursor: Cursor, chunk: list[tuple[datetime, str, dict[str, Any]]], overlap: timedelta
-) -> Cursor:
-    """The cursor after `chunk` is published."""
-    mark = max(
-        [cursor.mark, *(ts for ts, _, _ in chunk)] if cursor.mark else [ts for ts, _, _ in chunk]
-    )
-    seen = {**cursor.seen, **{rid: ts for ts, rid, _ in chunk}}
-    floor = mark - overlap
-    return Cursor(mark=mark, seen={k: v for k, v in seen.items() if v >= floor})
-
-
-def poll_draft(
-    inst: Instance, res: PollResource, ts: datetime, rid: str, record: dict[str, Any]
-) -> EventDraft:
-    """The event for one polled change: created when created == updated, else updated."""
-    spec = inst.spec.poll
-    assert spec is not None
-    created = res.created_key and record.get(res.created_key) == record.get(res.replication_key)
-    verb = "created" if created else "updated"
-    return EventDraft(
-        type=f"workbridge.{inst.spec.id}.{res.event_resource}.{verb}",
-        subject=f"{res.event_resource}/{rid}",
-        # Same record at the same change time → same id, however often it is polled.
-        id=stable_id(inst.name, res.name, rid, ts.isoformat()),
-        time=ts,
-        data=msgspec.json.encode(record),
-    )
+def owner_partition(key: str, partitions: int) -> int:
+    """The cursor-topic partition that owns a task key (stable across processes)."""
+    return zlib.crc32(key.encode()) % partitions
 
 
 class PollTask:
-    """Polls one resource of one instance for as long as this process owns it."""
+    """Polls one task (resource, scope) of one instance for as long as this process owns it."""
 
     def __init__(
         self,
         inst: Instance,
         res: PollResource,
         producer: AIOKafkaProducer,
-        cursor: Cursor,
+        state: Any,
         partition: int,
         metrics: Metrics,
         tx_lock: asyncio.Lock,
         *,
+        scope: str | None = None,
+        scope_headers: dict[str, str] | None = None,
         on_lost: Callable[[str], None] | None = None,
+        on_commit: Callable[[str, bytes], None] | None = None,
     ) -> None:
-        self.inst, self.res, self.producer, self.cursor = inst, res, producer, cursor
+        self.inst, self.res, self.producer, self.state = inst, res, producer, state
+        self.scope = scope
+        self.key = task_key(res.name, scope)
+        self._scope_headers = scope_headers or {}
         # Told once the partition's producer can no longer write (fenced): the task ends.
         self.on_lost = on_lost or (lambda message: log.critical("%s", message))
+        self.on_commit = on_commit or (lambda _key, _raw: None)
         # Tasks of one partition share its transactional producer: one transaction at a time.
         self.tx_lock = tx_lock
         self.partition = partition
         self.metrics = metrics
         cfg = inst.cfg.polling
-        self.overlap = timedelta(seconds=cfg.overlap_s)
+        self.settings = PollSettings(
+            overlap=timedelta(seconds=cfg.overlap_s),
+            page_size=cfg.page_size,
+            max_batch=cfg.max_batch,
+            start_from=cfg.start_from,
+        )
         self.policy = RetryPolicy(
             deadline_s=max(30.0, cfg.interval_s), max_attempts=6, base_s=1.0, cap_s=30.0
         )
 
     async def run(self) -> None:
         """Poll at the configured interval until cancelled, or until the producer is lost."""
+        interval = self.inst.cfg.polling.interval_s
         while True:
             try:
                 await self.poll_once()
-                self.metrics.polls.labels(self.inst.name, self.res.name, "ok").inc()
+                self.metrics.polls.labels(self.inst.name, self.key, "ok").inc()
             except Exception as exc:  # a bug or vendor surprise must not end polling for good
+                self.metrics.polls.labels(self.inst.name, self.key, "error").inc()
                 if producer_lost(exc, self.producer):
                     # Another owner has the partition (or the producer broke): polling on
                     # would fail forever and never hand the partition to a healthy member.
-                    self.metrics.polls.labels(self.inst.name, self.res.name, "error").inc()
-                    self.on_lost(f"{self.res.name}: {exc!r}")
+                    self.on_lost(f"{self.key}: {exc!r}")
                     return
                 if not isinstance(exc, PollError):
-                    log.exception("poll %s/%s crashed", self.inst.name, self.res.name)
-                self.metrics.polls.labels(self.inst.name, self.res.name, "error").inc()
+                    log.exception("poll %s/%s crashed", self.inst.name, self.key)
                 log.error(
                     "poll %s/%s failed: %s (next try in %.0fs)",
                     self.inst.name,
-                    self.res.name,
+                    self.key,
                     exc,
-                    self.inst.cfg.polling.interval_s,
+                    interval,
                 )
-            await asyncio.sleep(self.inst.cfg.polling.interval_s)
+            await asyncio.sleep(interval)
 
     async def poll_once(self) -> int:
-        """One cycle: fetch changes, publish them with the cursor; returns how many."""
-        cfg = self.inst.cfg.polling
-        if self.cursor.mark is None and cfg.start_from == "now":
-            await self._commit([], Cursor(mark=datetime.now(UTC)))
-            return 0
-        records = await self._fetch_all()
-        spec = self.inst.spec.poll
-        assert spec is not None
-        new = select_new(records, self.cursor, self.res, spec, self.overlap)
-        for start in range(0, len(new), cfg.max_batch):
-            chunk = new[start : start + cfg.max_batch]
-            await self._commit(chunk, advance(self.cursor, chunk, self.overlap))
-        if new:
-            log.info("poll %s/%s: %d changes published", self.inst.name, self.res.name, len(new))
-        return len(new)
+        """One cycle of the task's source; returns how many events it committed."""
+        ctx = PollContext(
+            instance=self.inst.name,
+            resource=self.res.name,
+            scope=self.scope,
+            settings=self.settings,
+            fetch=self._fetch,
+            options=self.inst.cfg.options,
+            now=lambda: datetime.now(UTC),
+        )
+        published = 0
+        async for step in self.res.source.run(ctx, self.state):
+            await self._commit(step)
+            published += len(step.events)
+        if published:
+            log.info("poll %s/%s: %d changes published", self.inst.name, self.key, published)
+        return published
 
-    async def _commit(
-        self, chunk: list[tuple[datetime, str, dict[str, Any]]], cursor: Cursor
-    ) -> None:
+    async def _commit(self, step: Step[Any]) -> None:
         topics = self.inst.topics
+        raw = encode_state(step.state)
         async with self.tx_lock, self.producer.transaction():
             sends = []
-            for ts, rid, record in chunk:
-                key, value, headers = self.inst.encode(
-                    self.inst.event(poll_draft(self.inst, self.res, ts, rid, record))
-                )
+            for draft in step.events:
+                key, value, headers = self.inst.encode(self.inst.event(draft))
                 sends.append(
                     await self.producer.send(topics.events, value=value, key=key, headers=headers)
                 )
+            for dead in step.dead:
+                key, value, headers = dead_letter_record(
+                    dead, instance=self.inst.name, resource=self.res.name, scope=self.scope
+                )
+                sends.append(
+                    await self.producer.send(topics.dlq, value=value, key=key, headers=headers)
+                )
             sends.append(
                 await self.producer.send(
-                    topics.cursors,
-                    key=self.res.name.encode(),
-                    value=msgspec.json.encode(cursor),
-                    partition=self.partition,
+                    topics.cursors, key=self.key.encode(), value=raw, partition=self.partition
                 )
             )
             # aiokafka would commit even if a record failed for good: acknowledge all first.
             await asyncio.gather(*sends)
-        self.cursor = cursor
-        self.metrics.events.labels(self.inst.name, "poll").inc(len(chunk))
-
-    async def _fetch_all(self) -> list[dict[str, Any]]:
-        spec = self.inst.spec.poll
-        assert spec is not None
-        params = {**self.res.params, spec.page_size_param: str(self.inst.cfg.polling.page_size)}
-        if self.cursor.mark is not None:
-            params[self.res.since_param] = spec.format_since(self.cursor.mark - self.overlap)
-        # A record deleted while we page shifts later pages by one and could hide a change.
-        # The vendor's total on every page tells us; such a listing is read again, and one
-        # that never holds still moves no cursor (the next interval tries again).
-        for _ in range(3):
-            records: list[dict[str, Any]] = []
-            # The path may be overridden per instance where the vendor document gives none.
-            url: str | None = self.inst.cfg.options.get("resource_paths", {}).get(
-                self.res.name, self.res.path
-            )
-            first_params: dict[str, str] | None = params
-            totals: set[int | None] = set()
-            while url is not None:
-                try:
-                    outcome = await call_with_retry(
-                        self.inst.client,
-                        "GET",
-                        url,
-                        errors=self.inst.spec.errors,
-                        policy=self.policy,
-                        params=first_params,
-                    )
-                except ForeignURL as exc:
-                    raise PollError(f"{self.res.name}: next page {exc}") from None
-                self.metrics.vendor_calls.labels(
-                    self.inst.name, str(outcome.response.status if outcome.response else "none")
-                ).inc()
-                if outcome.action is not Action.SUCCESS or outcome.response is None:
-                    status = outcome.response.status if outcome.response else "no answer"
-                    raise PollError(f"GET {url}: {status}: {outcome.error}")
-                try:
-                    page = spec.read_page(outcome.response)
-                except (ValueError, msgspec.DecodeError) as exc:
-                    raise PollError(f"GET {url}: unreadable listing: {exc}") from None
-                totals.add(page.total)
-                records.extend(page.records)
-                url, first_params = page.next_url, None
-            if totals == {None} or totals == {len(records)}:
-                return records
+        self.state = step.state
+        self.on_commit(self.key, raw)
+        self.metrics.events.labels(self.inst.name, "poll").inc(len(step.events))
+        for dead in step.dead:
+            self.metrics.dlq.labels(self.inst.name, "poll_record").inc()
             log.warning(
-                "poll %s/%s: listing changed while paging (%d records, totals %s); reading again",
+                "poll %s/%s: record %s sent to the DLQ: %s",
                 self.inst.name,
-                self.res.name,
-                len(records),
-                sorted(t or 0 for t in totals),
+                self.key,
+                dead.record_id or "(no id)",
+                dead.reason,
             )
-        raise PollError(f"{self.res.name}: the listing kept changing while paged; cursor kept")
+
+    async def _fetch(self, request: PageRequest) -> VendorResponse:
+        return await fetch(
+            self.inst, request, self.policy, self.metrics, headers=self._scope_headers
+        )
+
+
+async def fetch(
+    inst: Instance,
+    request: PageRequest,
+    policy: RetryPolicy,
+    metrics: Metrics,
+    *,
+    headers: dict[str, str] | None = None,
+) -> VendorResponse:
+    """GET a poll request with retries; a 404 is returned (a watch tells deletions by it),
+    any other failure raises `PollError`."""
+    try:
+        outcome = await call_with_retry(
+            inst.client,
+            "GET",
+            request.url,
+            errors=inst.spec.errors,
+            policy=policy,
+            params=request.params,
+            headers=headers or None,
+        )
+    except ForeignURL as exc:
+        raise PollError(f"{request.url}: {exc}") from None
+    response = outcome.response
+    metrics.vendor_calls.labels(inst.name, str(response.status if response else "none")).inc()
+    if response is not None and response.status == 404:
+        return response
+    if outcome.action is not Action.SUCCESS or response is None:
+        status = response.status if response else "no answer"
+        raise PollError(f"GET {request.url}: {status}: {outcome.error}")
+    return response
 
 
 class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -305,13 +263,23 @@ class PollRunner:
         self.on_fatal = on_fatal or (lambda message: log.critical("%s", message))
         spec = inst.spec.poll
         assert spec is not None
+        self.spec = spec
         self.resources = [spec.resources[name] for name in inst.cfg.polling.resources]
         self.consumer: AIOKafkaConsumer | None = None
+        # Per owned partition: its producer and the asyncio tasks of its poll tasks.
         self.owned: dict[int, tuple[AIOKafkaProducer, list[asyncio.Task[None]]]] = {}
         self.tasks: dict[str, PollTask] = {}
+        # Per owned partition: the states read back (and committed since), and the lock that
+        # keeps its tasks to one transaction at a time on their shared producer.
+        self._states: dict[int, dict[str, bytes]] = {}
+        self._locks: dict[int, asyncio.Lock] = {}
+        self._runs: dict[str, asyncio.Task[None]] = {}
+        # Scopes of fanned-out resources, once discovered (None: not yet).
+        self.scopes: list[str] | None = None
         # Partitions whose producer was fenced (reported once; their tasks have ended).
         self.lost: set[int] = set()
         self._loop_task: asyncio.Task[None] | None = None
+        self._scope_task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         """Join the instance's poller group; tasks start as partitions are assigned."""
@@ -326,10 +294,13 @@ class PollRunner:
         await self.consumer.start()
         self._loop_task = asyncio.create_task(self._membership())
         self._loop_task.add_done_callback(self._loop_ended)
+        if self.spec.scopes is not None and any(r.scoped for r in self.resources):
+            self._scope_task = asyncio.create_task(self._discover_scopes())
+            self._scope_task.add_done_callback(self._loop_ended)
 
     def _loop_ended(self, task: asyncio.Task[None]) -> None:
         if not task.cancelled() and task.exception() is not None:
-            self.on_fatal(f"poller group loop of {self.inst.name} died: {task.exception()!r}")
+            self.on_fatal(f"poller loop of {self.inst.name} died: {task.exception()!r}")
 
     async def _membership(self) -> None:
         # Group membership needs regular polls; the records are our own cursors, already known.
@@ -337,8 +308,86 @@ class PollRunner:
         while True:
             await self.consumer.getmany(timeout_ms=1000)
 
+    async def _discover_scopes(self) -> None:
+        # Every replica discovers on its own; ownership stays a function of the task key.
+        scopes = self.spec.scopes
+        assert scopes is not None
+        interval = self.inst.cfg.polling.interval_s
+        policy = RetryPolicy(deadline_s=max(30.0, interval), max_attempts=6, base_s=1.0, cap_s=30.0)
+        while True:
+            try:
+                found = sorted(
+                    set(await scopes.discover(lambda r: fetch(self.inst, r, policy, self.metrics)))
+                )
+            except Exception as exc:  # the vendor being down must not end the process
+                log.error("poll %s: scope discovery failed: %s", self.inst.name, exc)
+                await asyncio.sleep(interval)
+                continue
+            if found != self.scopes:
+                log.info("poll %s: scopes %s", self.inst.name, found)
+                self.scopes = found
+                self._sync_tasks()
+            await asyncio.sleep(scopes.refresh_s)
+
+    def _wanted(self, partition: int) -> dict[str, tuple[PollResource, str | None]]:
+        """The tasks (key -> resource, scope) that `partition` owns, as far as known."""
+        count = self._partition_count()
+        wanted: dict[str, tuple[PollResource, str | None]] = {}
+        for res in self.resources:
+            for scope in (self.scopes or []) if res.scoped else [None]:
+                key = task_key(res.name, scope)
+                if owner_partition(key, count) == partition:
+                    wanted[key] = (res, scope)
+        return wanted
+
+    def _sync_tasks(self) -> None:
+        """Start the owned tasks not running yet; stop those whose scope is gone."""
+        for partition, (_producer, runs) in self.owned.items():
+            if partition in self.lost:
+                continue
+            wanted = self._wanted(partition)
+            mine = [k for k, t in self.tasks.items() if t.partition == partition]
+            for key in [k for k in mine if k not in wanted]:
+                run = self._runs.pop(key)
+                run.cancel()
+                runs.remove(run)
+                del self.tasks[key]
+            for key, (res, scope) in wanted.items():
+                if key not in self.tasks:
+                    self._start_task(partition, res, scope)
+
+    def _start_task(self, partition: int, res: PollResource, scope: str | None) -> None:
+        producer, runs = self.owned[partition]
+        states = self._states[partition]
+        key = task_key(res.name, scope)
+        raw = states.get(key)
+        try:
+            state = res.source.decode(raw) if raw is not None else res.source.initial()
+        except StateError as exc:
+            # Read on as if new, this task would publish everything again.
+            self.on_fatal(f"poll state of {self.inst.name}/{key}: {exc}")
+            return
+        headers = dict(self.spec.scopes.headers(scope)) if scope and self.spec.scopes else {}
+        task = PollTask(
+            self.inst,
+            res,
+            producer,
+            state,
+            partition,
+            self.metrics,
+            self._locks[partition],
+            scope=scope,
+            scope_headers=headers,
+            on_lost=functools.partial(self._partition_lost, partition),
+            on_commit=states.__setitem__,
+        )
+        self.tasks[key] = task
+        run = asyncio.create_task(task.run(), name=f"poll-{self.inst.name}-{key}")
+        self._runs[key] = run
+        runs.append(run)
+
     async def acquire(self, partitions: list[int]) -> None:
-        """Fence earlier owners, restore the cursors, start the owned tasks."""
+        """Fence earlier owners, restore the states, start the owned tasks."""
         for p in partitions:
             if p in self.owned:
                 continue
@@ -347,43 +396,27 @@ class PollRunner:
             )
             await producer.start()  # init_transactions: aborts what a previous owner left open
             try:
-                cursors = await self._restore(p)
+                states = await self._restore(p)
             except BaseException:
                 await producer.stop()  # cancelled by a shutdown mid-rebalance: leave nothing open
                 raise
-            tx_lock = asyncio.Lock()
-            tasks = []
-            for res in self.resources:
-                if owner_partition(res.name, self._partition_count()) != p:
-                    continue
-                task = PollTask(
-                    self.inst,
-                    res,
-                    producer,
-                    cursors.get(res.name, Cursor()),
-                    p,
-                    self.metrics,
-                    tx_lock,
-                    on_lost=functools.partial(self._partition_lost, p),
-                )
-                self.tasks[res.name] = task
-                tasks.append(
-                    asyncio.create_task(task.run(), name=f"poll-{self.inst.name}-{res.name}")
-                )
-            self.owned[p] = (producer, tasks)
-            log.info(
-                "poller %s owns partition %d: %s", self.inst.name, p, [t.get_name() for t in tasks]
-            )
+            self.owned[p] = (producer, [])
+            self._states[p] = states
+            self._locks[p] = asyncio.Lock()
+            for res, scope in self._wanted(p).values():
+                self._start_task(p, res, scope)
+            mine = sorted(k for k, t in self.tasks.items() if t.partition == p)
+            log.info("poller %s owns partition %d: %s", self.inst.name, p, mine)
 
     def _partition_lost(self, partition: int, message: str) -> None:
         # Like a fenced command partition: nothing more is written for it from here, and
         # the process leaves so that the group gives the partition to a healthy member.
-        entry = self.owned.get(partition)
-        if entry is None or partition in self.lost:
+        owned = self.owned.get(partition)
+        if owned is None or partition in self.lost:
             return
         self.lost.add(partition)
         current = asyncio.current_task()
-        for task in entry[1]:
+        for task in owned[1]:
             if task is not current:
                 task.cancel()
         self.on_fatal(f"cannot write for poll partition {partition}: {message}")
@@ -391,40 +424,42 @@ class PollRunner:
     async def release(self, partitions: list[int]) -> None:
         """Stop the tasks of partitions handed to another replica (an open transaction aborts)."""
         for p in partitions:
-            entry = self.owned.pop(p, None)
-            if entry is None:
+            owned = self.owned.pop(p, None)
+            if owned is None:
                 continue
-            producer, tasks = entry
+            producer, runs = owned
             self.lost.discard(p)
-            for task in tasks:
+            self._states.pop(p, None)
+            self._locks.pop(p, None)
+            for task in runs:
                 task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            await asyncio.gather(*runs, return_exceptions=True)
             await producer.stop()
         for name in [n for n, t in self.tasks.items() if t.partition in partitions]:
             del self.tasks[name]
+            self._runs.pop(name, None)
 
     def _partition_count(self) -> int:
         assert self.consumer is not None
         parts = self.consumer.partitions_for_topic(self.inst.topics.cursors)
         if not parts:
-            # Guessing would let two replicas own one resource under different ids.
+            # Guessing would let two replicas own one task under different ids.
             raise RuntimeError(f"no partition metadata for {self.inst.topics.cursors}")
         return len(parts)
 
-    async def _restore(self, partition: int) -> dict[str, Cursor]:
+    async def _restore(self, partition: int) -> dict[str, bytes]:
+        # Raw: each task's source decodes (and upgrades) its own state.
         return await restore_partition(
-            self.kafka,
-            self.inst.topics.cursors,
-            partition,
-            lambda raw: msgspec.json.decode(raw, type=Cursor),
+            self.kafka, self.inst.topics.cursors, partition, lambda raw: raw
         )
 
     async def stop(self) -> None:
         """Stop polling, leave the group (another replica takes over)."""
-        if self._loop_task is not None:
-            self._loop_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._loop_task
+        for loop in (self._scope_task, self._loop_task):
+            if loop is not None:
+                loop.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await loop
         await self.release(list(self.owned))
         if self.consumer is not None:
             await self.consumer.stop()

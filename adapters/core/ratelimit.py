@@ -57,17 +57,26 @@ class SlidingWindowLimiter:
             self.pause(reset_in_s)
 
 
-class Unlimited:
-    """Stand-in when a vendor documents no limit and none is configured."""
+class Unlimited(SlidingWindowLimiter):
+    """No number known or configured: no window of our own, but the vendor's signals rule.
+
+    A 429's `Retry-After` and rate-limit headers that say none are left pause every caller
+    until the vendor's reset, exactly as with a known budget (a vendor whose documented
+    number was lost, such as Click Maint's copy, still says it in every answer).
+    """
+
+    def __init__(self, *, clock: Callable[[], float] = time.monotonic) -> None:
+        super().__init__(1, 1.0, margin_s=0.0, clock=clock)
+        self.requests = 0  # no window of our own
 
     async def acquire(self) -> None:
-        """Never waits."""
+        """Wait only while the vendor asked for a pause."""
+        async with self._lock:
+            # A pause can be extended while we sleep (another 429): look again after it.
+            wait = self._paused_until - self._clock()
+            while wait > 0:
+                await asyncio.sleep(wait)
+                wait = self._paused_until - self._clock()
 
-    def pause(self, seconds: float) -> None:
-        """Pauses are ignored: with no budget there is nothing to wait for but the retry."""
 
-    def observe_remaining(self, remaining: int, reset_in_s: float) -> None:
-        """Nothing to adapt."""
-
-
-Limiter = SlidingWindowLimiter | Unlimited
+Limiter = SlidingWindowLimiter

@@ -49,17 +49,22 @@ def rest_command(
     """A command whose `{field}`s in `path` and `header_fields` are taken out of the body.
 
     `wrap` nests the body under one key (`{"work_order": {...}}`) for vendors that want it.
-    Fields left at their default (None) are not sent, so an update sends only what it sets.
+    Fields left at their default (None or UNSET) are not sent, so an update sends only what
+    it sets; a field that defaults to UNSET sends an explicit None as JSON null.
     Path field values are URL-quoted into one segment each (see `path_segment`).
     Updates and deletes are taken as safe to repeat unless `repeat_safe` says otherwise.
     """
     path_fields = {name for _, name, _, _ in string.Formatter().parse(path) if name}
     headers_map = dict(header_fields or {})
+    # Fields that default to UNSET tell "leave out" (UNSET, never encoded) from an explicit
+    # JSON null (None, sent): CMO clears a risk object with null. Fields defaulting to None
+    # keep meaning "leave out".
+    nullable = {f.encode_name for f in msgspec.structs.fields(model) if f.default is msgspec.UNSET}
 
     def build(data: msgspec.Struct) -> PreparedCall:
         built = msgspec.to_builtins(data)
         assert isinstance(built, dict)
-        body = {k: v for k, v in built.items() if v is not None}
+        body = {k: v for k, v in built.items() if v is not None or k in nullable}
         missing = sorted(path_fields - body.keys())
         if missing:
             raise PathFieldInvalid(f"the path {path!r} needs `{missing[0]}`")

@@ -1,4 +1,10 @@
-"""Reading a compacted state partition back into memory (cursors, ledger) on assignment."""
+"""Reading a compacted state partition back into memory on assignment (poll cursors).
+
+Everything is held in memory and the read has a deadline: right for a few thousand cursors,
+not for the idempotency ledger, which the command worker restores into an index on disk
+(`ledger_store`). Reading a ledger with this stays possible, for tools and tests and the
+ledger benchmark's baseline.
+"""
 
 from __future__ import annotations
 

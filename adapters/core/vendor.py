@@ -6,18 +6,21 @@ pollable resources, command catalogue, error table, documented rate limit and fa
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import msgspec
 
+from adapters.core.auth import Auth
 from adapters.core.errors import ErrorTable
 from adapters.core.vendor_http import RateLimitHeaders
+from adapters.settings import VendorOptions
 
 if TYPE_CHECKING:
     from adapters.config import InstanceConfig
+    from adapters.core.change_source import ChangeSource, ScopeSource
     from adapters.core.vendor_call import CallOutcome
     from adapters.core.vendor_http import VendorResponse
 
@@ -48,6 +51,9 @@ class WebhookRequest(msgspec.Struct, frozen=True):
     headers: Mapping[str, str]
     body: bytes
     received_at: datetime
+    # The sender's address (through trusted proxies, see `peer.client_address`), for
+    # vendors that deliver from fixed addresses (CLOUDWORK|PRO's allowlist).
+    peer: str | None = None
 
 
 class WebhookVerifier(Protocol):
@@ -81,42 +87,27 @@ class WebhookSpec:
     signature_headers: frozenset[str] = frozenset()
     # Bodies are JSON: their nesting is bounded before the mapper decodes them.
     json_body: bool = True
+    # Addresses (CIDRs) the vendor delivers from; others get 403. Empty: any sender.
+    allowed_sources: Callable[[InstanceConfig], Sequence[str]] = lambda _i: ()
 
 
 @dataclass(frozen=True)
 class PollResource:
-    """A collection that can be listed by change time (a stream, in Singer terms)."""
+    """One pollable resource: the change source that finds its changes (a listing, a watch,
+    a webhook recovery; see change_source.py), and whether it runs once per scope that
+    `PollSpec.scopes` discovers (each (scope, resource) is then a task with one owner)."""
 
     name: str
-    path: str
-    event_resource: str
-    replication_key: str
-    since_param: str
-    created_key: str | None = None
-    primary_key: str = "id"
-    params: Mapping[str, str] = field(default_factory=dict)
-
-
-class Page(msgspec.Struct, frozen=True):
-    """One page of a listing: its records, the next request (if any) and the vendor's total."""
-
-    records: list[dict[str, Any]]
-    next_url: str | None
-    total: int | None
-
-
-PageReader = Callable[["VendorResponse"], Page]
+    source: ChangeSource[Any]
+    scoped: bool = False
 
 
 @dataclass(frozen=True)
 class PollSpec:
-    """How a vendor's listings are paged and how its timestamps read and write."""
+    """A vendor's pollable resources, and how the scopes of fanned-out ones are found."""
 
     resources: Mapping[str, PollResource]
-    read_page: PageReader
-    parse_time: Callable[[str], datetime]
-    format_since: Callable[[datetime], str]
-    page_size_param: str
+    scopes: ScopeSource | None = None
 
 
 CommandKind = Literal["create", "update", "delete", "action"]
@@ -174,6 +165,11 @@ class CommandSpec:
     description: str = ""
 
 
+def static_auth(headers: Callable[[InstanceConfig], dict[str, str]]) -> Callable[[Any], Auth]:
+    """An `auth` declaration for a vendor whose credentials are fixed headers."""
+    return lambda inst: Auth(headers(inst))
+
+
 @dataclass(frozen=True)
 class RateLimit:
     """A fixed budget of requests per window."""
@@ -187,15 +183,26 @@ class VendorSpec:
     """Everything the core needs to run one vendor."""
 
     id: str
-    auth_headers: Callable[[InstanceConfig], dict[str, str]]
+    # How the instance's calls are authenticated (`Auth`: static headers; `TokenAuth`: a
+    # token exchange; either with a client certificate).
+    auth: Callable[[InstanceConfig], Auth]
     errors: ErrorTable
     rate_limit: RateLimit | None = None
     rate_limit_headers: RateLimitHeaders | None = None
     webhook: WebhookSpec | None = None
     poll: PollSpec | None = None
     commands: Mapping[str, CommandSpec] = field(default_factory=dict)
+    # The catalogue bound to one instance's settings at build time, for builds that need
+    # them (CMO: a due date is the last millisecond of the day in the company's time zone).
+    # None: `commands` as declared. It must keep the same command types.
+    bind_commands: (
+        Callable[[InstanceConfig, Mapping[str, CommandSpec]], Mapping[str, CommandSpec]] | None
+    ) = None
     # Return (key, problem) when an instance's settings cannot work for this vendor.
     check_instance: Callable[[InstanceConfig], tuple[str, str] | None] = lambda _i: None
+    # The struct of the instance's `options`, checked with the rest of the config (errors
+    # name the key); vendor code reads it as `<its options class>.of(inst)`.
+    options: type[VendorOptions] = VendorOptions
     # Things an operator must hear at start-up (e.g. webhooks accepted unsigned).
     startup_warnings: Callable[[InstanceConfig], list[str]] = lambda _i: []
     user_agent: Callable[[InstanceConfig], str] = lambda _i: "workbridge/0.1"

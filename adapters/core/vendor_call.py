@@ -12,7 +12,13 @@ import msgspec
 
 from adapters.core.errors import Action, ErrorTable, Rule
 from adapters.core.retry import next_delay
-from adapters.core.vendor_http import BeforeSend, TransportError, VendorClient, VendorResponse
+from adapters.core.vendor_http import (
+    BeforeSend,
+    CredentialsUnavailable,
+    TransportError,
+    VendorClient,
+    VendorResponse,
+)
 
 log = logging.getLogger(__name__)
 
@@ -69,20 +75,32 @@ async def call_with_retry(
             response = await client.request(
                 method, path, params=params, json=json, headers=headers, before_send=before_send
             )
+        except CredentialsUnavailable as exc:
+            # The call never left; refused credentials will not get better by waiting.
+            outcome = CallOutcome(
+                action=Action.FAIL if exc.permanent else Action.RETRY,
+                attempts=attempt,
+                error=str(exc),
+                may_have_acted=acted,
+            )
         except TransportError as exc:
             acted = acted or exc.may_have_acted
             outcome = CallOutcome(
                 action=Action.RETRY, attempts=attempt, error=str(exc), may_have_acted=acted
             )
         else:
-            rule = errors.rule(response.status)
+            rule = errors.classify(response)
             acted = acted or (rule.action is Action.RETRY and rule.may_have_acted)
+            error = None
+            if rule.action is not Action.SUCCESS:
+                said = errors.message(response)
+                error = f"{rule.reason}: {said}" if said else rule.reason
             outcome = CallOutcome(
                 action=rule.action,
                 attempts=attempt,
                 response=response,
                 rule=rule,
-                error=None if rule.action is Action.SUCCESS else rule.reason,
+                error=error,
                 may_have_acted=acted,
             )
         if after_attempt is not None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import email.utils
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -12,16 +13,22 @@ from urllib.parse import urlsplit
 import aiohttp
 import msgspec
 
+from adapters.core.auth import Auth, AuthFailed
 from adapters.core.ratelimit import Limiter
 from adapters.core.retry import retry_after_seconds
 
 
 class VendorResponse(msgspec.Struct, frozen=True):
-    """A vendor's answer: status, lower-cased headers and the raw body."""
+    """A vendor's answer: status, lower-cased headers and the raw body.
+
+    `links` are the RFC 8288 `Link` header's targets by lower-cased relation type (each of a
+    multi-valued `rel`), as aiohttp parses them and resolved against the request URL.
+    """
 
     status: int
     headers: dict[str, str]
     body: bytes
+    links: dict[str, str] = msgspec.field(default_factory=dict)
 
     def json(self) -> Any:
         """The body decoded as JSON (`None` for an empty body)."""
@@ -47,6 +54,17 @@ class TransportError(Exception):
         self.may_have_acted = may_have_acted
 
 
+class CredentialsUnavailable(TransportError):
+    """No credentials could be had (the token request failed): the call never left.
+
+    `permanent`: the vendor refused the credentials, so retrying cannot help.
+    """
+
+    def __init__(self, message: str, *, permanent: bool) -> None:
+        super().__init__(message, may_have_acted=False)
+        self.permanent = permanent
+
+
 class ForeignURL(Exception):
     """A URL from a vendor answer points elsewhere than the instance's base URL."""
 
@@ -70,15 +88,16 @@ class VendorClient:
         self,
         *,
         base_url: str,
-        auth_headers: Mapping[str, str],
         limiter: Limiter,
         timeout_s: float,
         user_agent: str,
+        auth: Auth | None = None,
+        auth_headers: Mapping[str, str] | None = None,
         rate_limit_headers: RateLimitHeaders | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self._origin = _origin(self.base_url)
-        self._auth = dict(auth_headers)
+        self.auth = auth if auth is not None else Auth(auth_headers)
         self.limiter = limiter
         # A separate connect timeout tells "never reached the vendor" from "no answer".
         self._timeout = aiohttp.ClientTimeout(total=timeout_s, sock_connect=min(10.0, timeout_s))
@@ -88,9 +107,12 @@ class VendorClient:
 
     def _http(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
+            tls = self.auth.tls
+            connector = aiohttp.TCPConnector(ssl=tls.context()) if tls is not None else None
             self._session = aiohttp.ClientSession(
                 timeout=self._timeout,
                 headers={"User-Agent": self._user_agent, "Accept": "application/json"},
+                connector=connector,
             )
         return self._session
 
@@ -124,13 +146,46 @@ class VendorClient:
         """One request within the instance's budget; raises `TransportError` on no answer.
 
         `before_send` runs once the budget allows the request, right before it goes out
-        (the command worker commits its in-flight mark there).
+        (the command worker commits its in-flight mark there). A 401 to credentials that the
+        auth provider can renew (an expired token) is repeated once with the new ones: the
+        401 proves the vendor did not act. `AuthFailed` (a `TransportError` that never
+        reached the vendor) is raised when no credentials can be had.
         """
         url = self.url(path_or_url)
+        renewed = False
+        while True:
+            try:
+                credentials = await self.auth.headers(self._send_unauthenticated)
+            except AuthFailed as exc:
+                raise CredentialsUnavailable(str(exc), permanent=exc.permanent) from None
+            await self.limiter.acquire()
+            if before_send is not None and not renewed:
+                await before_send()
+            answer = await self._send(
+                method, url, path_or_url, params, json, {**credentials, **(headers or {})}
+            )
+            if answer.status == 401 and not renewed and await self.auth.expired(credentials):
+                renewed = True
+                continue
+            return answer
+
+    async def _send_unauthenticated(
+        self, method: str, path: str, json: Any, headers: Mapping[str, str]
+    ) -> VendorResponse:
+        # The token request: within the budget like any other, without credentials headers.
         await self.limiter.acquire()
-        if before_send is not None:
-            await before_send()
-        all_headers = {**self._auth, **(headers or {})}
+        return await self._send(method, self.url(path), path, None, json, headers)
+
+    async def _send(
+        self,
+        method: str,
+        url: str,
+        shown: str,
+        params: Mapping[str, str] | None,
+        json: Any,
+        headers: Mapping[str, str],
+    ) -> VendorResponse:
+        all_headers = dict(headers)
         body = None
         if json is not None:
             body = msgspec.json.encode(json)
@@ -141,17 +196,24 @@ class VendorClient:
             ) as resp:
                 raw = await resp.read()
                 answer = VendorResponse(
-                    resp.status, {k.lower(): v for k, v in resp.headers.items()}, raw
+                    resp.status,
+                    {k.lower(): v for k, v in resp.headers.items()},
+                    raw,
+                    {
+                        rel.lower(): str(link["url"])
+                        for rels, link in reversed(list(resp.links.items()))
+                        for rel in str(rels).split()
+                    },
                 )
         except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as exc:
             raise TransportError(
-                f"{method} {path_or_url}: cannot connect ({type(exc).__name__})",
+                f"{method} {shown}: cannot connect ({type(exc).__name__})",
                 may_have_acted=False,
             ) from None
         except (TimeoutError, aiohttp.ClientError) as exc:
             # The URL holds no credentials; the exception text names host and reason only.
             raise TransportError(
-                f"{method} {path_or_url}: {type(exc).__name__}: {exc}", may_have_acted=True
+                f"{method} {shown}: {type(exc).__name__}: {exc}", may_have_acted=True
             ) from None
         self._adapt(answer)
         return answer
@@ -167,9 +229,23 @@ class VendorClient:
         remaining = answer.headers.get(names.remaining)
         reset = answer.headers.get(names.reset)
         if remaining is not None and reset is not None:
-            with contextlib.suppress(ValueError):
-                reset_in = float(reset) - time.time() if names.reset_is_epoch else float(reset)
+            with contextlib.suppress(ValueError, TypeError):
+                if names.reset_is_epoch:
+                    # Against the vendor's own clock where it sends one: ours may be off.
+                    now = _vendor_now(answer.headers.get("date")) or time.time()
+                    reset_in = float(reset) - now
+                else:
+                    reset_in = float(reset)
                 self.limiter.observe_remaining(int(remaining), reset_in)
+
+
+def _vendor_now(date: str | None) -> float | None:
+    if not date:
+        return None
+    try:
+        return email.utils.parsedate_to_datetime(date).timestamp()
+    except (TypeError, ValueError, IndexError):
+        return None
 
 
 def _origin(url: str) -> str:

@@ -12,7 +12,7 @@ import functools
 import logging
 import time
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -25,6 +25,7 @@ from adapters.core.dlq import webhook_dlq_headers
 from adapters.core.instance import Instance
 from adapters.core.json_depth import MAX_JSON_DEPTH, nests_deeper_than
 from adapters.core.metrics import Metrics
+from adapters.core.peer import Network, client_address, in_networks, parse_networks
 from adapters.core.publisher import NotAcknowledged, Overloaded, Publisher
 from adapters.core.record_limits import max_record_bytes, record_size
 from adapters.core.replay_guard import Claim, ReplayGuard
@@ -48,6 +49,7 @@ class WebhookServer:
         max_body_bytes: int,
         send_timeout_s: float,
         ready: Callable[[], bool],
+        trusted_proxies: Sequence[str] = (),
     ) -> None:
         self.instances = instances
         self.publisher = publisher
@@ -59,6 +61,9 @@ class WebhookServer:
         # Draining: the producer is going away; webhooks get 503 so the vendor retries.
         self.draining = False
         self.max_record_bytes = max_record_bytes(max_body_bytes)
+        # Proxies (the ingress) whose X-Forwarded-For is believed for the sender's address.
+        self.trusted = parse_networks(trusted_proxies)
+        self._allowlists: dict[str, tuple[Network, ...]] = {}
         self.replays: defaultdict[str, ReplayGuard] = defaultdict(ReplayGuard)
         self.app = web.Application(client_max_size=max_body_bytes)
         self.app.router.add_post("/webhooks/{name}", self.webhook)
@@ -125,8 +130,17 @@ class WebhookServer:
                 log.warning("webhook for %s refused: two different %s headers", inst.name, name)
                 return "unauthorized", _answer(401, "signature or credentials rejected")
         wreq = WebhookRequest(
-            {k.lower(): v for k, v in request.headers.items()}, body, datetime.now(UTC)
+            {k.lower(): v for k, v in request.headers.items()},
+            body,
+            datetime.now(UTC),
+            peer=client_address(
+                request.remote, request.headers.getall("X-Forwarded-For", ()), self.trusted
+            ),
         )
+        allowed = self._allowed_sources(inst)
+        if allowed and not in_networks(wreq.peer, allowed):
+            log.warning("webhook for %s refused: sender %s not allowed", inst.name, wreq.peer)
+            return "forbidden", _answer(403, "sender address not allowed")
         try:
             replay_key = spec.verify(wreq, inst.cfg)
         except WebhookRejected as exc:
@@ -149,6 +163,15 @@ class WebhookServer:
             return outcome
         finally:
             guard.end(replay_key, window, published=published)
+
+    def _allowed_sources(self, inst: Instance) -> tuple[Network, ...]:
+        # Parsed once per instance: the allowlist is configuration, not per-request data.
+        allowed = self._allowlists.get(inst.name)
+        if allowed is None:
+            assert inst.spec.webhook is not None
+            allowed = parse_networks(inst.spec.webhook.allowed_sources(inst.cfg))
+            self._allowlists[inst.name] = allowed
+        return allowed
 
     async def _publish(
         self, inst: Instance, wreq: WebhookRequest, started: float, budget: float

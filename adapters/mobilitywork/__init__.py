@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
-from adapters.config import InstanceConfig
+from adapters.config import InstanceConfig, OptionsError
 from adapters.core.errors import Action, ErrorTable, Rule
-from adapters.core.vendor import VendorSpec, WebhookSpec
+from adapters.core.vendor import VendorSpec, WebhookSpec, static_auth
 from adapters.mobilitywork import webhooks
 from adapters.mobilitywork.commands import COMMANDS
-from adapters.mobilitywork.undocumented import RETRY_BASE_S, RETRY_CAP_S, RETRY_DEADLINE_S
+from adapters.mobilitywork.undocumented import (
+    RETRY_BASE_S,
+    RETRY_CAP_S,
+    RETRY_DEADLINE_S,
+    MobilityWorkOptions,
+)
 
 DEFAULT_BASE_URL = "https://api.mobility-work.com"
 
@@ -22,22 +27,23 @@ def auth_headers(inst: InstanceConfig) -> dict[str, str]:
 
 def user_agent(inst: InstanceConfig) -> str:
     """The document recommends a User-Agent that includes the network name."""
-    network = str(inst.options.get("network_name", inst.instance_name))
+    network = MobilityWorkOptions.of(inst).network_name.strip() or inst.instance_name
     return f"workbridge/0.1 {network}"
 
 
 def check_instance(inst: InstanceConfig) -> tuple[str, str] | None:
-    """An API key is needed for commands; a network name for the User-Agent."""
+    """An API key is needed for commands, and so is a network name for the User-Agent."""
     if inst.commands.enabled and not (inst.api_key and inst.api_key.reveal()):
         return "api_key", "Mobility Work commands need the network's API key (api_key_file)"
-    if inst.commands.enabled and not str(inst.options.get("network_name", "")).strip():
+    try:
+        options = MobilityWorkOptions.of(inst)
+    except OptionsError as exc:
+        return exc.key, exc.problem
+    if inst.commands.enabled and not options.network_name.strip():
         return (
             "options.network_name",
             "Mobility Work asks for a User-Agent with the network name: set it for commands",
         )
-    tolerance = inst.options.get("signature_tolerance_s", 300)
-    if isinstance(tolerance, bool) or not isinstance(tolerance, (int, float)) or tolerance <= 0:
-        return "options.signature_tolerance_s", "must be a positive number of seconds"
     if inst.polling.enabled:
         return "polling.enabled", "Mobility Work has no documented listing: use its webhooks"
     return None
@@ -67,7 +73,7 @@ ERRORS = ErrorTable(
 
 SPEC = VendorSpec(
     id="mobilitywork",
-    auth_headers=auth_headers,
+    auth=static_auth(auth_headers),
     errors=ERRORS,
     webhook=WebhookSpec(
         verify=webhooks.verify,
@@ -79,6 +85,7 @@ SPEC = VendorSpec(
     ),
     commands=COMMANDS,
     check_instance=check_instance,
+    options=MobilityWorkOptions,
     startup_warnings=startup_warnings,
     user_agent=user_agent,
     secret_headers=frozenset({"api-key", "authorization", "cookie", "proxy-authorization"}),

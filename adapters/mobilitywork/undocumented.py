@@ -1,10 +1,17 @@
 """What the Mobility Work document does not give: one place, each overridable per instance.
 
 Every entry is marked `# not in the vendor document`. Paths of the changelog's endpoints
-are unknown: their commands stay off until `options.command_paths` names a path.
+are unknown: their commands stay off until `options.command_paths` names a path. The
+instance options (`MobilityWorkOptions`, at the end) take their defaults from here.
 """
 
 from __future__ import annotations
+
+from typing import Annotated
+
+import msgspec
+
+from adapters.settings import VendorOptions
 
 # `_event` names the document does not spell out, mapped to (resource, verb). The
 # SparePartWasConsumed example is documented; the others are named only in the changelog.
@@ -46,3 +53,22 @@ DEFAULT_SIGNATURE_TOLERANCE_S = 300.0  # not in the vendor document
 RETRY_BASE_S = 60.0  # the document says "a few minutes"; the exact figures are guesses
 RETRY_CAP_S = 600.0  # not in the vendor document
 RETRY_DEADLINE_S = 3600.0  # not in the vendor document
+
+
+class MobilityWorkOptions(VendorOptions, kw_only=True, forbid_unknown_fields=True):
+    """Mobility Work's `options`."""
+
+    network_name: Annotated[
+        str,
+        msgspec.Meta(
+            description="the network's name, sent in the User-Agent as the document asks; "
+            "required for commands (default: the instance name in the User-Agent)"
+        ),
+    ] = ""
+    signature_tolerance_s: Annotated[
+        float,
+        msgspec.Meta(
+            gt=0,
+            description="how far X-MW-Signature's timestamp may be from now, in seconds",
+        ),
+    ] = DEFAULT_SIGNATURE_TOLERANCE_S  # not in the vendor document

@@ -15,11 +15,7 @@ import msgspec
 from adapters.config import InstanceConfig
 from adapters.core.cloudevents_codec import stable_id
 from adapters.core.vendor import EventDraft, WebhookRejected, WebhookRequest, WebhookUnparseable
-from adapters.mobilitywork.undocumented import (
-    DEFAULT_SIGNATURE_TOLERANCE_S,
-    EVENT_TYPES,
-    SUBJECT_KEYS,
-)
+from adapters.mobilitywork.undocumented import EVENT_TYPES, SUBJECT_KEYS, MobilityWorkOptions
 
 HEADER = "x-mw-signature"
 
@@ -45,7 +41,7 @@ def parse_header(value: str) -> tuple[str, str, str]:
 
 def tolerance_s(instance: InstanceConfig) -> float:
     """How far a signed timestamp may be from now (options.signature_tolerance_s)."""
-    return float(instance.options.get("signature_tolerance_s", DEFAULT_SIGNATURE_TOLERANCE_S))
+    return MobilityWorkOptions.of(instance).signature_tolerance_s
 
 
 def verify(request: WebhookRequest, instance: InstanceConfig) -> str | None:

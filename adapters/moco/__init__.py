@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from adapters.config import InstanceConfig
 from adapters.core.errors import ErrorTable
-from adapters.core.vendor import RateLimit, VendorSpec, WebhookSpec
+from adapters.core.vendor import RateLimit, VendorSpec, WebhookSpec, static_auth
 from adapters.moco import webhooks
 from adapters.moco.commands import COMMANDS
 from adapters.moco.resources import POLL, event_models
+from adapters.moco.undocumented import MocoOptions
 
 
 def auth_headers(inst: InstanceConfig) -> dict[str, str]:
@@ -41,7 +42,7 @@ def check_instance(inst: InstanceConfig) -> tuple[str, str] | None:
 
 SPEC = VendorSpec(
     id="moco",
-    auth_headers=auth_headers,
+    auth=static_auth(auth_headers),
     errors=ErrorTable(),
     rate_limit=RateLimit(requests=15, per_seconds=15.0),
     webhook=WebhookSpec(
@@ -53,6 +54,7 @@ SPEC = VendorSpec(
     poll=POLL,
     commands=COMMANDS,
     check_instance=check_instance,
+    options=MocoOptions,
     event_models=event_models(),
     user_agent=lambda inst: f"workbridge/0.1 (moco; {inst.instance_name})",
 )

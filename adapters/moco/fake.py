@@ -3,7 +3,8 @@
 It follows MOCO's API document (vendor-docs/002_61b9e854d9d14c8d.txt): `Token token=` auth,
 15 requests per 15 s, `X-Page`/`X-Per-Page`/`X-Total`/`Link: rel="next"` pagination, `sort_by`,
 `updated_after`, `custom_properties` that are replaced as a whole, and HMAC-SHA256-signed
-webhooks that are retried until a 2xx and disabled after 500 consecutive failures.
+webhooks that are retried until a 2xx and disabled after 500 consecutive failures. Listings
+carry a `Date` from the fake's clock (the clock that stamps `updated_at`), as a server would.
 
 Wherever the document is silent the fake has to guess. Every guess lives in ONE place,
 `FakeMocoBehaviour` just below, each marked `# not in the vendor document`, so a reader sees
@@ -11,8 +12,9 @@ what is documented and what is assumed, and a test can flip an assumption via th
 
 Besides the API the fake offers test handles: `fail_next`/`delay_next` fault injection,
 `calls`/`requests`/`deliveries` logs, `max_requests_in_any_window`, simulated UI changes
-(`create_record`, `update_record`, `delete_record`) and a small unauthenticated control API
-under `/_fake/`.
+(`create_record`, `update_record`, `delete_record`), `put_raw_record` for a record in a shape
+MOCO should not list, `after_list_page` to change records while a listing is being paged, and
+a small unauthenticated control API under `/_fake/`.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ import uuid
 from collections import deque
 from collections.abc import Callable, Mapping
 from datetime import UTC, date, datetime
+from email.utils import format_datetime
 from typing import Any, Literal
 
 import msgspec
@@ -156,8 +159,12 @@ class FakeMocoBehaviour(msgspec.Struct, frozen=True, kw_only=True):
     link_keeps_query_params: bool = True  # not in the vendor document
     # Upper bound for per_page; None = no bound.
     per_page_max: int | None = None  # not in the vendor document
-    # Order when there is no sort_by; ties under sort_by keep id-ascending order.
+    # Order when there is no sort_by (the document gives none); ties keep id-ascending order.
     default_sort_field: str = "id"  # not in the vendor document
+    default_sort_descending: bool = False  # not in the vendor document
+    # Fields that sort_by accepts; None = every field. The document shows `sort_by=title desc`
+    # on offers only. A sort_by on another field is ignored: the listing keeps the default order.
+    sortable_fields: tuple[str, ...] | None = None  # not in the vendor document
 
     # --- Updates ---------------------------------------------------------------------------
     # A PUT or UI update that changes nothing still bumps updated_at and fires a webhook.
@@ -202,6 +209,11 @@ def format_timestamp(moment: datetime) -> str:
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _stamp(record: Record) -> datetime | None:
+    value = record.get("updated_at")
+    return _parse_timestamp(value) if isinstance(value, str) else None
 
 
 def _parse_timestamp(value: str) -> datetime:
@@ -389,6 +401,9 @@ class FakeMoco(FakeServer[WebhookMessage]):
         self.rejected_429 = 0
         self.subscriptions: list[Subscription] = []
         self.deliveries: list[Delivery] = []
+        # Called with (resource, page number) right after a listing page is cut, so a test
+        # can change records "while the listing is being paged".
+        self.after_list_page: Callable[[str, int], None] | None = None
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -469,6 +484,14 @@ class FakeMoco(FakeServer[WebhookMessage]):
         record["updated_at"] = self._now()
         self._fire(name, "update", record, user_id)
         return copy.deepcopy(record)
+
+    def put_raw_record(self, resource: str, record: Mapping[str, Any]) -> None:
+        """Store `record` exactly as given (it must carry an `id`): no timestamps are added and
+        no webhook fires. For records a vendor lists in a shape it should not (no `updated_at`)."""
+        name = self._resource(resource)
+        stored = copy.deepcopy(dict(record))
+        self._store[name][int(stored["id"])] = stored
+        self._next_id[name] = max(self._next_id[name], int(stored["id"]) + 1)
 
     def delete_record(self, resource: str, record_id: int, user_id: int = 1) -> None:
         """Delete as a human in MOCO would and fire `delete` webhooks. KeyError if missing."""
@@ -785,10 +808,12 @@ class FakeMoco(FakeServer[WebhookMessage]):
                 after = _parse_timestamp(query["updated_after"])
             except ValueError:
                 raise _ApiError(bad, "updated_after must be an ISO 8601 time") from None
+            # A record without updated_at (see put_raw_record) is after nothing.
+            stamped = [(r, _stamp(r)) for r in records]
             if behaviour.updated_after_inclusive:
-                records = [r for r in records if _parse_timestamp(r["updated_at"]) >= after]
+                records = [r for r, at in stamped if at is not None and at >= after]
             else:
-                records = [r for r in records if _parse_timestamp(r["updated_at"]) > after]
+                records = [r for r, at in stamped if at is not None and at > after]
 
         page = self._positive_int(query, "page", 1)
         per_page = self._positive_int(query, "per_page", self.per_page_default)
@@ -797,25 +822,37 @@ class FakeMoco(FakeServer[WebhookMessage]):
 
         # Stable sorts: first by id, then by the requested field, so ties stay id-ascending.
         records.sort(key=lambda r: _sort_key(r.get("id")))
-        sort_field, descending = behaviour.default_sort_field, False
+        sort_field = behaviour.default_sort_field
+        descending = behaviour.default_sort_descending
         if "sort_by" in query:
             words = query["sort_by"].split()
             if not 1 <= len(words) <= 2 or (len(words) == 2 and words[1] not in ("asc", "desc")):
                 raise _ApiError(bad, "sort_by must be '<field>' or '<field> asc|desc'")
-            sort_field = words[0]
-            descending = len(words) == 2 and words[1] == "desc"
+            if behaviour.sortable_fields is None or words[0] in behaviour.sortable_fields:
+                sort_field = words[0]
+                descending = len(words) == 2 and words[1] == "desc"
         records.sort(key=lambda r: _sort_key(r.get(sort_field)), reverse=descending)
 
         total = len(records)
         chunk = records[(page - 1) * per_page : page * per_page]
-        headers = {"X-Page": str(page), "X-Per-Page": str(per_page), "X-Total": str(total)}
+        headers = {
+            "X-Page": str(page),
+            "X-Per-Page": str(per_page),
+            "X-Total": str(total),
+            # The vendor's clock, as the listing was made: what a client bounds its cursor by.
+            "Date": format_datetime(self._clock().astimezone(UTC), usegmt=True),
+        }
         if page * per_page < total:
             if behaviour.link_keeps_query_params:
                 next_url = request.url.update_query(page=str(page + 1))
             else:
                 next_url = request.url.with_query(page=str(page + 1))
             headers["Link"] = f'<{next_url}>; rel="next"'
-        return json_response(chunk, headers=headers)
+        response = json_response(chunk, headers=headers)
+        if self.after_list_page is not None:
+            # The page is cut: a change made now is one "while the listing is being paged".
+            self.after_list_page(resource, page)
+        return response
 
     def _positive_int(self, query: Mapping[str, str], name: str, default: int) -> int:
         raw = query.get(name)

@@ -1,4 +1,5 @@
-"""MOCO listings: `updated_after`, `X-Page`/`X-Total` headers and `Link rel="next"`."""
+"""MOCO listings: `updated_after`, `sort_by`, `X-Total` and `Link rel="next"` (the document's
+Pagination, Sorting and "For synchronization ... updated_after")."""
 
 from __future__ import annotations
 
@@ -6,10 +7,11 @@ from datetime import UTC, datetime
 
 import msgspec
 
-from adapters.core.pagination import link_url
-from adapters.core.vendor import Page, PollResource, PollSpec
-from adapters.core.vendor_http import VendorResponse
-from adapters.moco.undocumented import PAGE_SIZE_PARAM, RESOURCE_PATHS
+from adapters.core.change_source import created_or_updated
+from adapters.core.list_source import ListByReplicationKey
+from adapters.core.pagination import HeaderLinkPaginator
+from adapters.core.vendor import PollResource, PollSpec
+from adapters.moco.undocumented import PAGE_SIZE_PARAM, POLL_PARAMS, RESOURCE_PATHS
 
 _SINGULAR = {
     "projects": "project",
@@ -21,18 +23,8 @@ _SINGULAR = {
     "invoices": "invoice",
 }
 
-
-def read_page(response: VendorResponse) -> Page:
-    """Records from the JSON array; next page from the Link header (none on the last page)."""
-    records = response.json()
-    if not isinstance(records, list):
-        raise ValueError("MOCO listing is not a JSON array")
-    total = response.headers.get("x-total")
-    return Page(
-        records=records,
-        next_url=link_url(response.headers.get("link"), "next"),
-        total=int(total) if total and total.isdigit() else None,
-    )
+# Documented: X-Total is the number of entries, and no Link rel="next" means the last page.
+PAGINATOR = HeaderLinkPaginator(size_param=PAGE_SIZE_PARAM, total_header="x-total")
 
 
 def parse_time(value: str) -> datetime:
@@ -46,22 +38,29 @@ def format_since(value: datetime) -> str:
     return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def listing(name: str, path: str) -> ListByReplicationKey:
+    """The change source of one MOCO collection."""
+    return ListByReplicationKey(
+        path=path,
+        paginator=PAGINATOR,
+        replication_key="updated_at",  # documented: sent for all entities
+        parse_time=parse_time,
+        since_param="updated_after",  # documented filter for synchronisation
+        format_since=format_since,
+        to_event=created_or_updated(
+            "moco", _SINGULAR[name], replication_key="updated_at", created_key="created_at"
+        ),
+        params=POLL_PARAMS,
+        # POLL_PARAMS ask for it; every page is checked against it.
+        newest_first=True,
+    )
+
+
 POLL = PollSpec(
     resources={
-        name: PollResource(
-            name=name,
-            path=path,
-            event_resource=_SINGULAR[name],
-            replication_key="updated_at",  # documented: sent for all entities
-            created_key="created_at",
-            since_param="updated_after",  # documented filter for synchronisation
-        )
+        name: PollResource(name=name, source=listing(name, path))
         for name, path in RESOURCE_PATHS.items()
-    },
-    read_page=read_page,
-    parse_time=parse_time,
-    format_since=format_since,
-    page_size_param=PAGE_SIZE_PARAM,
+    }
 )
 
 

@@ -1,10 +1,17 @@
 """Everything about MOCO that its API document does not give: one place, each configurable.
 
 Each entry is marked `# not in the vendor document`. An instance overrides paths through
-`options.resource_paths` / `options.command_paths` and the rest through `options`.
+`options.resource_paths` / `options.command_paths`, and listing parameters through
+`options.poll_params` (`MocoOptions`, at the end).
 """
 
 from __future__ import annotations
+
+from typing import Annotated
+
+import msgspec
+
+from adapters.settings import PolledVendorOptions
 
 # Collection paths. The document shows only /projects, /customers and /offers.
 RESOURCE_PATHS = {
@@ -39,3 +46,30 @@ TARGET_RESOURCES = {
 
 # The document shows X-Per-Page in answers but names no request parameter for it.
 PAGE_SIZE_PARAM = "per_page"  # not in the vendor document
+
+# What a poll asks its listings for: newest change first, the order in which a change made
+# while a listing is paged cannot hide another record (adapters/core/listing_guard.py). The
+# document's sort_by takes "the field name"; that every resource sorts by updated_at is a
+# guess. Whatever the vendor sends back is checked page by page, and an instance may change
+# or drop (null) a parameter per resource in `options.poll_params`.
+POLL_PARAMS = {"sort_by": "updated_at desc"}  # not in the vendor document
+
+
+class MocoOptions(PolledVendorOptions, kw_only=True, forbid_unknown_fields=True):
+    """MOCO's `options`: collection and command paths, where an account's differ from these."""
+
+    poll_params: Annotated[
+        dict[str, dict[str, str | None]],
+        msgspec.Meta(
+            description="polled resource -> query parameters of its listing over the "
+            "defaults (sort_by: updated_at desc); null drops one"
+        ),
+    ] = msgspec.field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        # An instance names only the paths it changes; the others keep the guesses above.
+        self.resource_paths = {**RESOURCE_PATHS, **self.resource_paths}
+        unknown = sorted(set(self.poll_params) - set(RESOURCE_PATHS))
+        if unknown:
+            # Raised here, msgspec reports it as a validation error of `options`.
+            raise ValueError(f"poll_params: unknown resource {unknown[0]!r}")

@@ -182,7 +182,7 @@ def read_by_app(files: dict[str, tuple[str, str]], path: str) -> str:
 
 
 def load_as_mounted(raw: dict[str, Any], files: dict[str, tuple[str, str]], tmp: Path) -> Config:
-    """Decode with the app's loader as the pod would: Secret files under a temporary root."""
+    """Decode and check with the app's loader as the pod would: Secret files under a tmp root."""
     for path, (secret, key) in files.items():
         target = tmp / path.lstrip("/")
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -198,7 +198,7 @@ def load_as_mounted(raw: dict[str, Any], files: dict[str, tuple[str, str]], tmp:
             return [reroot(v) for v in node]
         return node
 
-    return parse_config(reroot(raw), env={}, base_dir=tmp)
+    return parse_config(reroot(raw), env={}, base_dir=tmp, vendors=VENDORS)
 
 
 def name_of(values: Path | None) -> str:
@@ -561,3 +561,20 @@ def test_network_policy_ports() -> None:
     assert egress_ports == [[53, 53], [9096], [443]]
     webhook_egress = [[p["port"] for p in rule["ports"]] for rule in policies["webhooks"]["egress"]]
     assert webhook_egress == [[53, 53], [9096]]  # webhook pods never call the vendor
+
+
+def test_command_workers_keep_their_ledger_index_on_a_volume_of_its_own() -> None:
+    docs = render(CHART / "examples" / "moco.yaml")
+    workers = deployments(docs)["workers"]
+    env = {e["name"]: e.get("value") for e in container(workers).get("env", [])}
+    assert env["WORKBRIDGE_LEDGER_DIR"] == "/var/lib/workbridge/ledger"
+    mounts = {m["name"]: m["mountPath"] for m in container(workers)["volumeMounts"]}
+    assert mounts["ledger"] == "/var/lib/workbridge/ledger"
+    volumes = {v["name"]: v for v in workers["spec"]["template"]["spec"]["volumes"]}
+    assert volumes["ledger"]["emptyDir"]["sizeLimit"] == "2Gi"
+    webhooks = deployments(docs)["webhooks"]
+    assert "ledger" not in {v["name"] for v in webhooks["spec"]["template"]["spec"]["volumes"]}
+    # Workers without commands need no ledger.
+    docs = render(CHART / "examples" / "moco.yaml", "workers.roles.commands=false")
+    volumes = deployments(docs)["workers"]["spec"]["template"]["spec"]["volumes"]
+    assert "ledger" not in {v["name"] for v in volumes}

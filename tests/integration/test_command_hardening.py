@@ -12,6 +12,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
+from adapters.core.commands.model import decode_command
 from adapters.core.group_commit import GroupCommitter
 from adapters.core.kafka import Topics, transactional_producer
 from adapters.core.ledger import (
@@ -97,21 +98,21 @@ async def test_a_fenced_poller_reports_fatal_and_stops_polling(
 async def test_an_inflight_mark_given_up_mid_transaction_does_not_land(
     kafka_bootstrap: str, prefix: str
 ) -> None:
-    h = harness(ScriptedVendor([200]), bootstrap=kafka_bootstrap, prefix=prefix)
+    h = await harness(ScriptedVendor([200]), bootstrap=kafka_bootstrap, prefix=prefix)
     ledger = h.worker.inst.topics.ledger
     await _create_topic(kafka_bootstrap, ledger)
     producer = transactional_producer(h.worker.kafka, transactional_id=f"{prefix}-marks")
     await producer.start()
-    h.work.committer = GroupCommitter(
+    h.work.writer.committer = GroupCommitter(
         producer,
         h.work.tp,
         f"{prefix}-group",
-        commit_offset=h.work.commit_offset,
+        commit_offset=h.work.schedule.commit_offset,
         name="test",
         on_fatal=h.fatal.append,
     )
-    command = h.worker._decode(h.record(subject="s/1", data=activity(), key="k1"))
-    mark = asyncio.create_task(h.worker._mark_inflight(h.work, command, "digest"))
+    command = decode_command(h.record(subject="s/1", data=activity(), key="k1"))
+    mark = asyncio.create_task(h.work.writer.mark_inflight(command, "digest"))
 
     # The hand-back cancels the command once its mark is in the open transaction.
     send = producer.send
@@ -165,7 +166,7 @@ async def test_ledger_records_of_both_formats_restore_from_kafka(
             await producer.send_and_wait(topic, value, key=key.encode(), partition=0)
     finally:
         await producer.stop()
-    kafka = harness(ScriptedVendor([200]), bootstrap=kafka_bootstrap).worker.kafka
+    kafka = (await harness(ScriptedVendor([200]), bootstrap=kafka_bootstrap)).worker.kafka
     state = read_ledger(await restore_partition(kafka, topic, 0, decode_entry))
     assert state.answered == {"old", "new"}
     assert {k: e.command_id for k, e in state.keys.items()} == {

@@ -6,11 +6,14 @@ import asyncio
 from datetime import UTC, datetime
 
 import pytest
+from aiokafka import AIOKafkaProducer
 
 from adapters.app import Bridge
-from adapters.core.kafka import Topics
+from adapters.core.kafka import Topics, ensure_topics
+from adapters.core.poller import owner_partition
+from adapters.core.record_limits import max_record_bytes
 from adapters.moco.fake import FakeMoco
-from tests.integration.conftest import BridgeFactory, ce, read_records
+from tests.integration.conftest import BridgeFactory, ce, moco_config, read_records
 
 pytestmark = pytest.mark.integration
 
@@ -158,3 +161,44 @@ async def test_structured_mode_instance_writes_structured_cloudevents(
     assert envelope["type"] == "workbridge.moco.company.created"
     assert envelope["data"]["name"] == "A" and envelope["data"]["id"] == company["id"]
     assert record.key == f"moco/company/{company['id']}".encode()
+
+
+async def test_a_cursor_of_the_previous_release_is_resumed_on_upgrade(
+    kafka_bootstrap: str, prefix: str, fake_moco: FakeMoco, start_bridge: BridgeFactory
+) -> None:
+    # The previous poller committed `{"mark", "seen"}` under the resource's name; the new
+    # one reads it as its listing state: what it covered is not published again.
+    then = datetime(2026, 11, 20, 9, 0, 0, tzinfo=UTC)
+    fake_moco._clock = lambda: then
+    old = [fake_moco.create_record("companies", {"name": n, "type": "customer"}) for n in "AB"]
+    fake_moco._clock = lambda: datetime(2026, 11, 20, 9, 0, 30, tzinfo=UTC)
+    new = fake_moco.create_record("companies", {"name": "C", "type": "customer"})
+
+    assert fake_moco.base_url is not None
+    config = moco_config(kafka_bootstrap, prefix, fake_moco.base_url)
+    topics = Topics(prefix, "moco")
+    limit = max_record_bytes(config.server.max_body_bytes)
+    await ensure_topics(config.kafka, [topics], max_record_bytes=limit)
+    stamp = then.strftime("%Y-%m-%dT%H:%M:%SZ")
+    seen = ",".join(f'"{r["id"]}":"{stamp}"' for r in old)
+    legacy = f'{{"mark":"{stamp}","seen":{{{seen}}}}}'.encode()
+    producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap, acks="all")
+    await producer.start()
+    try:
+        partitions = config.kafka.topics.partitions
+        await producer.send_and_wait(
+            topics.cursors,
+            key=b"companies",
+            value=legacy,
+            partition=owner_partition("companies", partitions),
+        )
+    finally:
+        await producer.stop()
+
+    bridge = await start_bridge(
+        polling={"enabled": True, "interval_s": 0.5, "resources": ["companies"]},
+        webhooks={"enabled": False},
+    )
+    await _wait_polled(bridge, cycles=1)
+    records = await read_records(kafka_bootstrap, topics.events, count=1, settle=1.5)
+    assert [ce(r).get_attributes()["subject"] for r in records] == [f"company/{new['id']}"]

@@ -8,11 +8,24 @@ from typing import Any
 
 import pytest
 
-from adapters.config import Config, ConfigError, load_config, parse_config
+from adapters import config as loader
+from adapters.config import Config, ConfigError
 from adapters.core.secret import Secret
+from adapters.moco.undocumented import RESOURCE_PATHS, MocoOptions
+from adapters.registry import VENDORS
 
 API_KEY = "moco-api-key-0123456789abcdef"
 WEBHOOK_SECRET = "1d608b9d72219b90ff2393a1d3ee0ac0"
+
+
+def parse_config(raw: Any, **kwargs: Any) -> Config:
+    """The loader as the CLI runs it: checked against this build's vendors."""
+    return loader.parse_config(raw, vendors=VENDORS, **kwargs)
+
+
+def load_config(path: Path, **kwargs: Any) -> Config:
+    """As `parse_config`, from a file."""
+    return loader.load_config(path, vendors=VENDORS, **kwargs)
 
 
 def minimal(**instance: Any) -> dict[str, Any]:
@@ -78,7 +91,8 @@ def test_full_instance() -> None:
     assert inst.polling.interval_s == 30.0
     assert inst.commands.deadline_s == 60.0
     assert inst.rate_limit is not None and inst.rate_limit.processes == 2
-    assert inst.options == {"resource_paths": {"projects": "/p"}}
+    assert isinstance(inst.options, MocoOptions)
+    assert inst.options.resource_paths == {**RESOURCE_PATHS, "projects": "/p"}
 
 
 def test_repr_never_shows_secrets(tmp_path: Path) -> None:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+import gc
 import logging
 import socket
 import time
 
 import pytest
-from aiokafka.errors import GroupCoordinatorNotAvailableError, KafkaConnectionError
+from aiokafka.errors import GroupCoordinatorNotAvailableError, KafkaConnectionError, ProducerFenced
 from aiokafka.protocol.admin import SaslAuthenticateRequest_v1, SaslAuthenticateResponse_v1
 
 from adapters.app import Bridge, StartupError
@@ -114,3 +116,25 @@ async def test_a_broker_that_is_not_there_still_shows_as_a_problem(
     assert any("Unable connect to" in r.getMessage() for r in loud), [
         (r.levelname, r.getMessage()) for r in debug.records
     ]
+
+
+def test_an_unretrieved_producer_fenced_is_a_warning_and_other_errors_stay_errors(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    install_aiokafka_filters()
+
+    async def leave_unretrieved() -> None:
+        for exc in (ProducerFenced(), ValueError("a real bug")):
+            future = asyncio.get_running_loop().create_future()
+            future.set_exception(exc)
+            del future
+            gc.collect()
+
+    caplog.set_level(logging.DEBUG)
+    asyncio.run(leave_unretrieved())
+    levels = [
+        (r.levelno, "ProducerFenced" in r.getMessage() or "ProducerFenced" in str(r.exc_info))
+        for r in caplog.records
+        if r.name == "asyncio" and "never retrieved" in r.getMessage()
+    ]
+    assert sorted(levels) == [(logging.WARNING, True), (logging.ERROR, False)]

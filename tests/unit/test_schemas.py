@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
+import pytest
+
+from adapters.cli import main
 from adapters.moco import SPEC
 from adapters.moco.commands import COMMANDS
 from adapters.schemas_gen import diff, render_all
@@ -56,3 +60,28 @@ def test_diff_reports_problems(tmp_path: Path) -> None:
     problems = diff(tmp_path)
     assert "out of date: commands/catalogue.json" in problems
     assert "stale: old.json" in problems
+
+
+def test_render_all_takes_the_vendor_table() -> None:
+    only_moco = render_all({"moco": SPEC})
+    assert json.loads(only_moco["commands/catalogue.json"]).keys() == {"moco"}
+    assert not [path for path in only_moco if "mobilitywork" in path]
+
+
+CHART = Path(__file__).resolve().parents[2] / "helm" / "workbridge"
+
+
+def test_schemas_check_covers_the_chart(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # The CI step `workbridge schemas --check` fails when the chart and the registry disagree.
+    assert main(["schemas", "--check", "--dir", str(SCHEMAS), "--chart", str(CHART)]) == 0
+    assert f"so does {CHART}" in capsys.readouterr().out
+    chart = tmp_path / "workbridge"
+    shutil.copytree(CHART, chart)
+    schema = json.loads((chart / "values.schema.json").read_text(encoding="utf-8"))
+    del schema["properties"]["instances"]["items"]["allOf"]
+    (chart / "values.schema.json").write_text(json.dumps(schema), encoding="utf-8")
+    assert main(["schemas", "--check", "--dir", str(SCHEMAS), "--chart", str(chart)]) == 1
+    assert "values.schema.json (vendor facts differ" in capsys.readouterr().err
+    # `workbridge schemas` writes it back.
+    assert main(["schemas", "--dir", str(tmp_path / "schemas"), "--chart", str(chart)]) == 0
+    assert main(["schemas", "--check", "--dir", str(SCHEMAS), "--chart", str(chart)]) == 0

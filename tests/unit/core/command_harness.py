@@ -1,13 +1,15 @@
 """A CommandWorker without a broker: a recording committer and a scripted vendor client.
 
-The worker's own code decides and orders everything; only the transaction (the committer)
-and the HTTP client are replaced, so interleavings can be driven step by step.
+The worker's own code decides and orders everything; only the transaction (the committer),
+the ledger topic (a list of the committed records) and the HTTP client are replaced, so
+interleavings can be driven step by step.
 """
 
 from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,11 +20,14 @@ from aiokafka.structs import ConsumerRecord
 from adapters.config import parse_config
 from adapters.core.cloudevents_codec import from_record, make_event, to_kafka
 from adapters.core.command_worker import CommandWorker, PartitionWork
-from adapters.core.group_commit import Record
+from adapters.core.group_commit import Committed, Record
 from adapters.core.instance import build_instance
+from adapters.core.ledger import LedgerEntry
+from adapters.core.ledger_store import Ledger, LedgerIndex
 from adapters.core.metrics import Metrics
 from adapters.core.vendor_http import VendorResponse
 from adapters.registry import VENDORS
+from tests.unit.core.memory_log import MemoryLog
 
 TP = TopicPartition("workbridge.acme.commands", 0)
 CREATE = "workbridge.moco.activity.create"
@@ -36,14 +41,31 @@ def activity(**extra: Any) -> dict[str, Any]:
 class FakeCommitter:
     """Commits each write as its own transaction, after one turn of the loop."""
 
-    def __init__(self) -> None:
+    def __init__(
+        self,
+        hooks: list[Callable[[list[Committed]], None]] | None = None,
+        *,
+        start: dict[tuple[str, int | None], int] | None = None,
+    ) -> None:
         self.transactions: list[list[Record]] = []
+        # Told of every committed record with its offset, as GroupCommitter's on_committed.
+        self.hooks = hooks or []
+        # The next offset per (topic, partition): where an earlier owner left the topic.
+        self._offsets: dict[tuple[str, int | None], int] = dict(start or {})
 
     async def write(
         self, records: list[Record], *, finished_offset: int | None = None, **_: Any
     ) -> None:
         await asyncio.sleep(0)  # a commit is a round trip: other commands run meanwhile
         self.transactions.append(list(records))
+        committed: list[Committed] = []
+        for record in records:
+            where = (record[0], record[4])
+            offset = self._offsets.get(where, 0)
+            self._offsets[where] = offset + 1
+            committed.append((record, offset))
+        for hook in self.hooks:
+            hook(committed)
 
     async def close(self, timeout_s: float) -> None:
         return None
@@ -92,6 +114,7 @@ class Harness:
     committer: FakeCommitter
     vendor: ScriptedVendor
     fatal: list[str]
+    ledger_log: MemoryLog
     offset: int = 0
 
     def record(
@@ -120,13 +143,13 @@ class Harness:
 
     def dispatch(self, *records: ConsumerRecord[bytes, bytes]) -> None:
         for record in records:
-            self.worker._dispatch(self.work, record)
+            self.work.dispatch(record)
 
     async def settle(self, timeout_s: float = 5.0) -> None:
         async with asyncio.timeout(timeout_s):
-            while self.work.runners:
-                await asyncio.wait(list(self.work.runners.values()))
-        assert not self.work.queues
+            while self.work.schedule.runners:
+                await asyncio.wait(list(self.work.schedule.runners.values()))
+        assert not self.work.schedule.queues
 
     def results(self) -> list[dict[str, Any]]:
         out = []
@@ -138,15 +161,28 @@ class Harness:
             out.append({**event.get_data(), "_commandid": event.get_attributes()["commandid"]})
         return out
 
+    def on_committed(self, records: list[Committed]) -> None:
+        """What a committer tells the ledger (and its topic) after each commit."""
+        self.ledger_log.committed(records)
+        self.work.ledger.committed(records)
 
-def harness(
+    async def entry(self, key: str) -> LedgerEntry | None:
+        """The ledger's entry of an idempotency key."""
+        return await self.work.ledger.entry(key)
+
+
+async def harness(
     vendor: ScriptedVendor,
     *,
     concurrency: int = 16,
     bootstrap: str = "127.0.0.1:1",
     prefix: str = "workbridge",
+    ledger_log: MemoryLog | None = None,
+    recent_bytes: int = 1 << 20,
 ) -> Harness:
-    """A worker owning partition 0 of instance `acme`'s commands, with a FakeCommitter."""
+    """A worker owning partition 0 of instance `acme`'s commands, with a FakeCommitter and
+    a restored ledger whose topic is a MemoryLog: a new one, or `ledger_log` as an earlier
+    owner left it (`recent_bytes=0`: every known key is read back from it)."""
     cfg = parse_config(
         {
             "kafka": {
@@ -177,8 +213,19 @@ def harness(
     inst.client = vendor  # type: ignore[assignment]
     fatal: list[str] = []
     worker = CommandWorker(inst, cfg.kafka, Metrics(), on_fatal=fatal.append)
-    work = PartitionWork(tp=TP, producer=None, ledger={})  # type: ignore[arg-type]
-    committer = FakeCommitter()
-    work.committer = committer  # type: ignore[assignment]
+    ledger_log = ledger_log or MemoryLog(inst.topics.ledger)
+    ledger = Ledger(
+        LedgerIndex.in_memory(),
+        ledger_log,
+        topic=inst.topics.ledger,
+        partition=0,
+        recent_bytes=recent_bytes,
+    )
+    await ledger.restore()
+    committer = FakeCommitter(start={(inst.topics.ledger, 0): ledger_log.end})
+    work = worker.assemble(TP, None, ledger, committer)
+    work.mark_ready()
     worker.parts[TP] = work
-    return Harness(worker, work, committer, vendor, fatal)
+    h = Harness(worker, work, committer, vendor, fatal, ledger_log)
+    committer.hooks.append(h.on_committed)
+    return h

@@ -7,10 +7,10 @@ import dataclasses
 
 import msgspec
 import pytest
-from aiokafka import TopicPartition
 from aiokafka.structs import ConsumerRecord
 
-from adapters.core.command_worker import Invalid, PartitionWork, _fill_path
+from adapters.core.command_worker import Invalid, _fill_path
+from adapters.core.commands.scheduler import KeyLocks
 from adapters.core.rest_command import rest_command
 from tests.unit.core.command_harness import TP, ScriptedVendor, activity, harness
 
@@ -20,14 +20,14 @@ from tests.unit.core.command_harness import TP, ScriptedVendor, activity, harnes
 async def test_key_lock_holds_a_third_comer_while_a_woken_waiter_has_not_run_yet() -> None:
     # A releases while B waits: B is woken but has not run when C arrives. C must queue
     # behind B, not get a lock of its own.
-    work = PartitionWork(tp=TopicPartition("t", 0), producer=None, ledger={})  # type: ignore[arg-type]
+    locks = KeyLocks()
     inside: list[str] = []
     log: list[str] = []
     a_may_leave = asyncio.Event()
     tasks: list[asyncio.Task[None]] = []
 
     async def hold(name: str) -> None:
-        async with work.key_lock("k"):
+        async with locks.hold("k"):
             inside.append(name)
             log.append(f"{name} in, with {sorted(inside)}")
             if name == "a":
@@ -48,14 +48,14 @@ async def test_key_lock_holds_a_third_comer_while_a_woken_waiter_has_not_run_yet
         await tasks[0]  # A starts C as it ends
         await asyncio.gather(*tasks)
     assert log == ["a in, with ['a']", "b in, with ['b']", "c in, with ['c']"]
-    assert work.key_locks == {}  # nothing left behind once nobody holds or waits
+    assert len(locks) == 0  # nothing left behind once nobody holds or waits
 
 
 async def test_three_commands_of_one_key_on_three_subjects_call_the_vendor_once() -> None:
     # The first is rejected (no ledger entry for the key); the other two carry the same
     # key and data. With two slots the third waits for a slot, not for the key: it got a
     # fresh key lock and called the vendor beside the second.
-    h = harness(ScriptedVendor([200]), concurrency=2)
+    h = await harness(ScriptedVendor([200]), concurrency=2)
     h.dispatch(
         h.record(subject="s/1", data={"date": "nope"}, key="k1", command_id="c1"),
         h.record(subject="s/2", data=activity(), key="k1", command_id="c2"),
@@ -67,14 +67,14 @@ async def test_three_commands_of_one_key_on_three_subjects_call_the_vendor_once(
     assert by_id["c1"]["status"] == "rejected"
     assert by_id["c2"]["status"] == "succeeded"
     assert by_id["c3"]["status"] == "succeeded" and by_id["c3"]["duplicate_of"] == "c2"
-    assert h.work.key_locks == {}
+    assert len(h.work.schedule.key_locks) == 0
 
 
 # -- the ledger's own records never collide with user keys ----------------------------------
 
 
 async def test_a_user_key_shaped_like_an_answered_record_does_not_silence_that_command() -> None:
-    h = harness(ScriptedVendor([200]))
+    h = await harness(ScriptedVendor([200]))
     h.dispatch(h.record(subject="s/1", data=activity(), key="answered/c2", command_id="c1"))
     await h.settle()
     h.dispatch(h.record(subject="s/2", data={"date": "nope"}, command_id="c2"))
@@ -86,7 +86,7 @@ async def test_a_user_key_shaped_like_an_answered_record_does_not_silence_that_c
 
 async def test_a_rejected_command_id_does_not_answer_a_user_key_of_that_shape() -> None:
     # The other way round: command `x` is rejected, then key `answered/x` is used.
-    h = harness(ScriptedVendor([200]))
+    h = await harness(ScriptedVendor([200]))
     h.dispatch(h.record(subject="s/1", data={"date": "nope"}, command_id="x"))
     await h.settle()
     h.dispatch(h.record(subject="s/2", data=activity(), key="answered/x", command_id="c2"))
@@ -102,7 +102,7 @@ async def test_a_rejected_command_id_does_not_answer_a_user_key_of_that_shape() 
 
 async def test_a_crash_before_the_request_left_answers_failed_and_the_key_says_so() -> None:
     # Attempt 1 is a 429 (the vendor did not act), attempt 2 crashes before it is sent.
-    h = harness(ScriptedVendor([429, RuntimeError("boom"), 200]))
+    h = await harness(ScriptedVendor([429, RuntimeError("boom"), 200]))
     h.dispatch(h.record(subject="s/1", data=activity(), key="k1", command_id="c1"))
     await h.settle()
     h.dispatch(h.record(subject="s/2", data=activity(), key="k1", command_id="c2"))
@@ -111,7 +111,7 @@ async def test_a_crash_before_the_request_left_answers_failed_and_the_key_says_s
     assert by_id["c1"]["status"] == "failed" and "internal error" in by_id["c1"]["reason"]
     # Not `ambiguous`: the key's entry holds c1's final answer, not a stale in-flight mark.
     assert by_id["c2"]["status"] == "failed" and by_id["c2"]["duplicate_of"] == "c1"
-    assert h.work.ledger["k1"].state == "done"
+    assert (entry := await h.entry("k1")) is not None and entry.state == "done"
     assert len(h.vendor.sent) == 1
 
 
@@ -121,7 +121,7 @@ async def test_a_crash_after_the_request_left_is_ambiguous_and_so_is_the_key() -
             await super().request(*args, **kwargs)  # type: ignore[arg-type]
             raise RuntimeError("crash while reading the answer")
 
-    h = harness(Boom([200]))
+    h = await harness(Boom([200]))
     h.dispatch(h.record(subject="s/1", data=activity(), key="k1", command_id="c1"))
     await h.settle()
     h.dispatch(h.record(subject="s/2", data=activity(), key="k1", command_id="c2"))
@@ -129,7 +129,7 @@ async def test_a_crash_after_the_request_left_is_ambiguous_and_so_is_the_key() -
     by_id = {r["_commandid"]: r for r in h.results()}
     assert by_id["c1"]["status"] == "ambiguous"
     assert by_id["c2"]["status"] == "ambiguous" and by_id["c2"]["duplicate_of"] == "c1"
-    assert h.work.ledger["k1"].state == "done"
+    assert (entry := await h.entry("k1")) is not None and entry.state == "done"
     assert len(h.vendor.sent) == 1
 
 
@@ -148,12 +148,13 @@ async def test_a_command_whose_path_field_names_another_resource_is_rejected_uns
     class Ref(msgspec.Struct, kw_only=True):
         id: str
 
-    h = harness(ScriptedVendor([200]))
+    h = await harness(ScriptedVendor([200]))
     spec = rest_command(
         "workbridge.moco.thing.delete", Ref, "DELETE", "/things/{id}", kind="delete"
     )
     inst = h.worker.inst
     inst.spec = dataclasses.replace(inst.spec, commands={spec.type: spec})
+    inst.commands = inst.spec.commands
     h.dispatch(
         h.record(subject="t/1", data={"id": ".."}, type=spec.type, command_id="dots"),
         h.record(subject="t/2", data={"id": "a/b"}, type=spec.type, command_id="slash"),
@@ -171,7 +172,7 @@ async def test_a_command_whose_path_field_names_another_resource_is_rejected_uns
 async def test_a_command_whose_key_is_not_unicode_text_is_rejected_not_retried_forever() -> None:
     # Structured mode is JSON, and JSON can escape a lone surrogate, which cannot be
     # written back into a Kafka key or header: the result could never be committed.
-    h = harness(ScriptedVendor([200]))
+    h = await harness(ScriptedVendor([200]))
     event = {
         "specversion": "1.0",
         "id": "c1",
@@ -188,5 +189,5 @@ async def test_a_command_whose_key_is_not_unicode_text_is_rejected_not_retried_f
     await h.settle()
     [result] = h.results()
     assert result["status"] == "rejected" and "Unicode" in result["error"]
-    assert h.work.pending == set()  # the offset can move past it
+    assert h.work.schedule.pending == set()  # the offset can move past it
     assert h.vendor.sent == []

@@ -13,16 +13,25 @@ from typing import Any
 
 from aiokafka.errors import KafkaTimeoutError
 
+from adapters.core.commands.model import decode_command
 from adapters.core.group_commit import GroupCommitter
 from tests.unit.core.command_harness import TP, Harness, ScriptedVendor, activity, harness
 
 Sent = tuple[str, bytes | None, bytes | None]
 
 
+class Meta:
+    """The part of aiokafka's RecordMetadata the committer reads."""
+
+    def __init__(self, offset: int) -> None:
+        self.offset = offset
+
+
 class TxnProducer:
     """aiokafka-like transactions; acks and the commit wait for gates the test opens."""
 
     def __init__(self) -> None:
+        self.offsets: dict[str, int] = {}
         self.committed: list[list[Sent]] = []
         self.aborted = 0
         self.open: list[Sent] | None = None
@@ -45,17 +54,19 @@ class TxnProducer:
         value: bytes | None = None,
         headers: Any = None,
         partition: int | None = None,
-    ) -> asyncio.Future[None]:
+    ) -> asyncio.Future[Meta]:
         assert self.open is not None, "send outside a transaction"
         sent = (topic, key, value)
         self.open.append(sent)
         if self.on_send is not None:
             self.on_send(sent)
-        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        fut: asyncio.Future[Meta] = asyncio.get_running_loop().create_future()
+        offset = self.offsets.get(topic, 0)
+        self.offsets[topic] = offset + 1
 
         async def ack() -> None:
             await self.acks.wait()
-            fut.set_result(None)
+            fut.set_result(Meta(offset))
 
         asyncio.get_running_loop().create_task(ack())
         return fut
@@ -89,13 +100,14 @@ class _Txn:
 
 def with_committer(h: Harness) -> TxnProducer:
     producer = TxnProducer()
-    h.work.committer = GroupCommitter(
+    h.work.writer.committer = GroupCommitter(
         producer,  # type: ignore[arg-type]
         TP,
         "g",
-        commit_offset=h.work.commit_offset,
+        commit_offset=h.work.schedule.commit_offset,
         name="test",
         on_fatal=h.fatal.append,
+        on_committed=h.on_committed,
     )
     return producer
 
@@ -115,8 +127,8 @@ def ledger_after(h: Harness, producer: TxnProducer) -> dict[bytes, bytes]:
 
 
 async def start_mark(h: Harness) -> asyncio.Task[None]:
-    command = h.worker._decode(h.record(subject="s/1", data=activity(), key="k1"))
-    return asyncio.create_task(h.worker._mark_inflight(h.work, command, "digest"))
+    command = decode_command(h.record(subject="s/1", data=activity(), key="k1"))
+    return asyncio.create_task(h.work.writer.mark_inflight(command, "digest"))
 
 
 async def settle(h: Harness) -> None:
@@ -124,7 +136,7 @@ async def settle(h: Harness) -> None:
 
 
 async def test_a_mark_whose_caller_gave_up_before_its_batch_is_not_sent() -> None:
-    h = harness(ScriptedVendor([200]))
+    h = await harness(ScriptedVendor([200]))
     producer = with_committer(h)
     producer.commit_gate.clear()
     blocker = asyncio.create_task(h.work.commits.write([("other", b"x", b"1", [], 0)]))
@@ -141,7 +153,7 @@ async def test_a_mark_whose_caller_gave_up_before_its_batch_is_not_sent() -> Non
 async def test_a_mark_whose_caller_gave_up_while_it_was_being_sent_is_undone_in_the_same_txn() -> (
     None
 ):
-    h = harness(ScriptedVendor([200]))
+    h = await harness(ScriptedVendor([200]))
     producer = with_committer(h)
     producer.acks.clear()
     mark = await start_mark(h)
@@ -154,11 +166,11 @@ async def test_a_mark_whose_caller_gave_up_while_it_was_being_sent_is_undone_in_
     await settle(h)
     assert ledger_after(h, producer) == {}
     assert len(producer.committed) == 1  # undone in the same transaction
-    assert "k1" not in h.work.ledger and "k1" not in h.work.marks
+    assert await h.entry("k1") is None and "k1" not in h.work.marks
 
 
 async def test_a_mark_whose_caller_gave_up_during_the_commit_is_cleared_right_after() -> None:
-    h = harness(ScriptedVendor([200]))
+    h = await harness(ScriptedVendor([200]))
     producer = with_committer(h)
     producer.commit_gate.clear()
     mark = await start_mark(h)
@@ -172,7 +184,7 @@ async def test_a_mark_whose_caller_gave_up_during_the_commit_is_cleared_right_af
 
 
 async def test_a_retried_batch_leaves_out_the_mark_of_a_caller_that_gave_up() -> None:
-    h = harness(ScriptedVendor([200]))
+    h = await harness(ScriptedVendor([200]))
     producer = with_committer(h)
     producer.fail_commits = 1
     producer.commit_gate.clear()
@@ -190,25 +202,27 @@ async def test_a_retried_batch_leaves_out_the_mark_of_a_caller_that_gave_up() ->
 
 
 async def test_a_mark_that_commits_lands_and_is_recorded() -> None:
-    h = harness(ScriptedVendor([200]))
+    h = await harness(ScriptedVendor([200]))
     producer = with_committer(h)
     mark = await start_mark(h)
     await mark
     await settle(h)
     assert list(ledger_after(h, producer)) == [b"k1"]
-    assert h.work.ledger["k1"].state == "inflight"
+    assert (entry := await h.entry("k1")) is not None and entry.state == "inflight"
     assert h.work.marks == {"k1": False}
 
 
 async def test_a_mark_committed_just_as_its_caller_is_cancelled_is_cleared_after() -> None:
     # The commit completes the write, and before the caller runs again the hand-back
     # cancels it: the caller sees CancelledError and never records its mark.
-    h = harness(ScriptedVendor([200]))
+    h = await harness(ScriptedVendor([200]))
     producer = with_committer(h)
     producer.commit_gate.clear()
     mark = await start_mark(h)
     await producer.commit_started.wait()
-    [write] = h.work.commits._in_batch
+    committer = h.work.commits
+    assert isinstance(committer, GroupCommitter)
+    [write] = committer._in_batch
     write.future.set_result(None)  # what the committer does once the commit returns
     mark.cancel()
     with contextlib.suppress(asyncio.CancelledError):
@@ -216,4 +230,25 @@ async def test_a_mark_committed_just_as_its_caller_is_cancelled_is_cleared_after
     producer.commit_gate.set()
     await settle(h)
     assert ledger_after(h, producer) == {}
-    assert "k1" not in h.work.ledger and "k1" not in h.work.marks
+    assert await h.entry("k1") is None and "k1" not in h.work.marks
+
+
+async def test_committed_records_are_told_with_offsets_before_the_writer_and_aborted_never() -> (
+    None
+):
+    h = await harness(ScriptedVendor([200]))
+    producer = with_committer(h)
+    committer = h.work.commits
+    assert isinstance(committer, GroupCommitter)
+    heard: list[tuple[list[tuple[str, int]], bool]] = []
+    producer.fail_commits = 1  # the first try is aborted; the retry commits
+    writing = asyncio.create_task(
+        committer.write([("t.ledger", b"k", b"v", [], 0), ("t.results", b"r", b"x", [], None)])
+    )
+    committer.on_committed = lambda records: heard.append(
+        ([(record[0], offset) for record, offset in records], writing.done())
+    )
+    await asyncio.wait_for(writing, 5)
+    await settle(h)
+    # Once, for the transaction that committed (the aborted one gave its records offsets 0).
+    assert heard == [([("t.ledger", 1), ("t.results", 1)], False)]

@@ -1,4 +1,5 @@
-"""Poller pure functions: which records are new, how the cursor moves, who owns a task."""
+"""The poll runtime without a broker: task keys and ownership, event ids, the DLQ record,
+and what a poll task does when its producer is fenced."""
 
 from __future__ import annotations
 
@@ -16,21 +17,15 @@ import pytest
 from aiokafka.errors import KafkaTimeoutError, ProducerFenced
 
 from adapters.config import parse_config
+from adapters.core.change_source import DeadLetter, PolledRecord, change_id
+from adapters.core.cloudevents_codec import stable_id
 from adapters.core.instance import build_instance
 from adapters.core.metrics import Metrics
-from adapters.core.poller import (
-    Cursor,
-    PollTask,
-    advance,
-    owner_partition,
-    poll_draft,
-    select_new,
-)
+from adapters.core.poll_commit import dead_letter_record
+from adapters.core.poller import PollTask, owner_partition, task_key
 from adapters.moco.resources import POLL
 from adapters.registry import VENDORS
 
-RES = POLL.resources["projects"]
-OVERLAP = timedelta(seconds=2)
 T = datetime(2024, 3, 1, 12, 0, 0, tzinfo=UTC)
 
 
@@ -44,80 +39,56 @@ def rec(rid: int, seconds: float, created: float | None = None) -> dict[str, Any
     return {"id": rid, "updated_at": stamp, "created_at": made, "name": f"p{rid}"}
 
 
-def ids(selected: list[tuple[datetime, str, dict[str, Any]]]) -> list[str]:
-    return [rid for _, rid, _ in selected]
+def polled(rid: int, seconds: float, created: float | None = None, **kw: Any) -> PolledRecord:
+    return PolledRecord(
+        instance="acme",
+        resource=kw.get("resource", "projects"),
+        scope=kw.get("scope"),
+        id=str(rid),
+        changed=at(seconds),
+        record=rec(rid, seconds, created),
+    )
 
 
-def test_first_poll_takes_everything_ordered_by_time_then_id() -> None:
-    records = [rec(7, 5), rec(3, 1), rec(5, 5), rec(4, 0)]
-    out = select_new(records, Cursor(), RES, POLL, OVERLAP)
-    assert [(ts, rid) for ts, rid, _ in out] == [
-        (at(0), "4"),
-        (at(1), "3"),
-        (at(5), "5"),
-        (at(5), "7"),
-    ]
-    assert out[0][2] is records[3]
+def test_an_unscoped_task_keeps_the_key_cursors_were_written_under() -> None:
+    assert task_key("projects") == "projects"
+    assert task_key("assets", "12") == "assets/12"
 
 
-def test_equal_timestamps_seen_ids_skipped_new_ids_kept() -> None:
-    cursor = Cursor(mark=at(10), seen={"1": at(10), "2": at(10)})
-    records = [rec(1, 10), rec(2, 10), rec(3, 10)]
-    assert ids(select_new(records, cursor, RES, POLL, OVERLAP)) == ["3"]
+def test_event_ids_are_those_of_the_previous_release() -> None:
+    # So a change seen once before an upgrade and once after is one event to consumers.
+    seen = polled(7, 5)
+    assert change_id(seen) == stable_id("acme", "projects", "7", at(5).isoformat())
+    scoped = polled(7, 5, scope="12")
+    assert change_id(scoped) != change_id(seen)
 
 
-def test_a_seen_record_changed_again_is_kept() -> None:
-    cursor = Cursor(mark=at(10), seen={"1": at(9)})
-    assert ids(select_new([rec(1, 10)], cursor, RES, POLL, OVERLAP)) == ["1"]
+def test_created_vs_updated_and_the_subject() -> None:
+    to_event = POLL.resources["projects"].source.to_event
+    created = to_event(polled(7, 5))
+    assert created.type == "workbridge.moco.project.created"
+    assert created.subject == "project/7"
+    assert created.time == at(5)
+    assert msgspec.json.decode(created.data) == rec(7, 5)
+    assert to_event(polled(7, 5, created=1)).type == "workbridge.moco.project.updated"
+    assert to_event(polled(7, 5)).id == created.id
+    assert to_event(polled(7, 6)).id != created.id
 
 
-def test_records_older_than_mark_minus_overlap_skipped() -> None:
-    cursor = Cursor(mark=at(10), seen={"9": at(9)})
-    records = [rec(1, 7), rec(2, 7.999), rec(3, 8), rec(4, 9), rec(9, 9), rec(5, 11)]
-    # at(7.999) is formatted to whole seconds (07), so it is below the floor at(8).
-    assert ids(select_new(records, cursor, RES, POLL, OVERLAP)) == ["3", "4", "5"]
-
-
-def test_duplicate_rows_while_paging_are_published_once() -> None:
-    out = select_new([rec(1, 1), rec(2, 2), rec(1, 1)], Cursor(), RES, POLL, OVERLAP)
-    assert ids(out) == ["1", "2"]
-
-
-def test_advance_moves_the_mark_and_prunes_seen() -> None:
-    cursor = Cursor(mark=at(10), seen={"old": at(7), "edge": at(9), "a": at(10)})
-    chunk = [(at(11), "b", {}), (at(12), "c", {})]
-    new = advance(cursor, chunk, OVERLAP)
-    assert new.mark == at(12)
-    # floor = 12 - 2 = 10: entries at 10 stay, older ones go.
-    assert new.seen == {"a": at(10), "b": at(11), "c": at(12)}
-    assert cursor.seen == {"old": at(7), "edge": at(9), "a": at(10)}  # not mutated
-
-
-def test_advance_from_an_empty_cursor() -> None:
-    new = advance(Cursor(), [(at(1), "1", {}), (at(5), "2", {})], OVERLAP)
-    assert new == Cursor(mark=at(5), seen={"2": at(5)})
-
-
-def test_advance_never_moves_the_mark_back() -> None:
-    new = advance(Cursor(mark=at(10), seen={"a": at(10)}), [(at(9), "b", {})], OVERLAP)
-    assert new.mark == at(10)
-    assert new.seen == {"a": at(10), "b": at(9)}
-
-
-def test_select_then_advance_then_select_again() -> None:
-    records = [rec(1, 10), rec(2, 10), rec(3, 9)]
-    first = select_new(records, Cursor(), RES, POLL, OVERLAP)
-    cursor = advance(Cursor(), first, OVERLAP)
-    # The next poll re-reads the overlap: nothing repeats ...
-    assert select_new(records, cursor, RES, POLL, OVERLAP) == []
-    # ... and a record changed in the same second as the mark is not lost.
-    later = [*records, rec(4, 10), rec(1, 11)]
-    assert ids(select_new(later, cursor, RES, POLL, OVERLAP)) == ["4", "1"]
-
-
-def test_cursor_survives_json() -> None:
-    cursor = Cursor(mark=at(10), seen={"1": at(10)})
-    assert msgspec.json.decode(msgspec.json.encode(cursor), type=Cursor) == cursor
+def test_a_dead_letter_carries_the_record_and_why() -> None:
+    dead = DeadLetter(record={"id": 5}, reason="the record has no updated_at", record_id="5")
+    key, value, headers = dead_letter_record(dead, instance="acme", resource="projects", scope="12")
+    assert key == b"acme/projects/5"
+    assert msgspec.json.decode(value) == {"id": 5}
+    assert dict(headers) == {
+        "workbridge_origin": b"poll",
+        "workbridge_instance": b"acme",
+        "workbridge_resource": b"projects",
+        "workbridge_error": b"the record has no updated_at",
+        "workbridge_scope": b"12",
+    }
+    no_id = DeadLetter(record="x", reason="a listed record is not an object")
+    assert dead_letter_record(no_id, instance="a", resource="r", scope=None)[0] is None
 
 
 @pytest.mark.parametrize(
@@ -174,25 +145,6 @@ def instance() -> Any:
     return build_instance(cfg.instances[0], VENDORS["moco"], "workbridge")
 
 
-def test_poll_draft_created_vs_updated() -> None:
-    inst = instance()
-    created = poll_draft(inst, RES, at(5), "7", rec(7, 5))
-    assert created.type == "workbridge.moco.project.created"
-    assert created.subject == "project/7"
-    assert created.time == at(5)
-    assert msgspec.json.decode(created.data) == rec(7, 5)
-    updated = poll_draft(inst, RES, at(5), "7", rec(7, 5, created=1))
-    assert updated.type == "workbridge.moco.project.updated"
-
-
-def test_poll_draft_id_is_stable_per_change() -> None:
-    inst = instance()
-    a = poll_draft(inst, RES, at(5), "7", rec(7, 5))
-    assert a.id == poll_draft(inst, RES, at(5), "7", rec(7, 5)).id
-    assert a.id != poll_draft(inst, RES, at(6), "7", rec(7, 6)).id
-    assert a.id != poll_draft(inst, RES, at(5), "8", rec(8, 5)).id
-
-
 class _FailingTxn:
     def __init__(self, exc: BaseException) -> None:
         self.exc = exc
@@ -230,9 +182,8 @@ def _task(producer: _Producer, lost: list[str]) -> Any:
     inst.cfg.polling.start_from = "now"  # the first cycle is a transaction, no vendor call
     inst.cfg.polling.interval_s = 0.01
     res = inst.spec.poll.resources["companies"]
-    return PollTask(
-        inst, res, producer, Cursor(), 0, Metrics(), asyncio.Lock(), on_lost=lost.append
-    )
+    state = res.source.initial()
+    return PollTask(inst, res, producer, state, 0, Metrics(), asyncio.Lock(), on_lost=lost.append)
 
 
 async def test_a_fenced_poll_task_reports_and_ends_instead_of_polling_on() -> None:

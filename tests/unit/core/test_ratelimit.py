@@ -121,10 +121,22 @@ def test_requests_must_be_positive() -> None:
         SlidingWindowLimiter(0, 1.0)
 
 
-async def test_unlimited_never_waits(clock: FakeClock) -> None:
-    u = Unlimited()
-    u.pause(100.0)
-    u.observe_remaining(0, 100.0)
+async def test_unlimited_never_waits_on_its_own(clock: FakeClock) -> None:
+    u = Unlimited(clock=clock)
+    u.observe_remaining(5, 100.0)
     for _ in range(1000):
         await u.acquire()
     assert clock.sleeps == []
+
+
+async def test_unlimited_still_obeys_the_vendor(clock: FakeClock) -> None:
+    # No number configured or documented (Click Maint's copy lost it): the vendor's 429 and
+    # its "none remaining until reset" headers must still hold every caller back.
+    u = Unlimited(clock=clock)
+    u.pause(30.0)
+    await u.acquire()
+    assert clock.sleeps and sum(clock.sleeps) >= 30.0
+    clock.sleeps.clear()
+    u.observe_remaining(0, 12.0)
+    await u.acquire()
+    assert sum(clock.sleeps) >= 12.0

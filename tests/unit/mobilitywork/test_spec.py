@@ -35,7 +35,9 @@ def raw(**over: Any) -> dict[str, Any]:
 
 def config(*instances: dict[str, Any]) -> Any:
     return parse_config(
-        {"kafka": {"bootstrap_servers": "127.0.0.1:1"}, "instances": list(instances)}, env={}
+        {"kafka": {"bootstrap_servers": "127.0.0.1:1"}, "instances": list(instances)},
+        env={},
+        vendors=VENDORS,
     )
 
 
@@ -79,7 +81,7 @@ def test_webhook_wiring() -> None:
 
 def test_auth_header_is_api_key() -> None:
     assert auth_headers(cfg()) == {"Api-Key": API_KEY}
-    assert SPEC.auth_headers is auth_headers
+    assert SPEC.auth(cfg()).static_headers == {"Api-Key": API_KEY}
 
 
 def test_user_agent_includes_the_network_name() -> None:
@@ -96,7 +98,7 @@ def test_user_agent_falls_back_to_the_instance_name() -> None:
 
 def test_instance_client_sends_the_spec_headers() -> None:
     inst = build_instance(cfg(options={"network_name": "Factory Inc."}), SPEC, "workbridge")
-    assert inst.client._auth == {"Api-Key": API_KEY}
+    assert inst.client.auth.static_headers == {"Api-Key": API_KEY}
     assert "Factory Inc." in inst.client._user_agent
     assert inst.source == "/mobilitywork/mobilitywork"
 
@@ -107,7 +109,7 @@ def test_webhook_only_instance_without_api_key_can_be_built() -> None:
     ).instances[0]
     assert inst_cfg.api_key is None  # accepted by parse_config
     inst = build_instance(inst_cfg, SPEC, "workbridge")
-    assert "Api-Key" not in inst.client._auth
+    assert "Api-Key" not in inst.client.auth.static_headers
 
 
 # --- check_instance ------------------------------------------------------------------------

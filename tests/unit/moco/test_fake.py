@@ -252,6 +252,103 @@ async def test_updated_after_inclusive_when_configured(
         ]
 
 
+async def _list(
+    fake: FakeMoco, http: aiohttp.ClientSession, **params: str
+) -> tuple[list[int], Any]:
+    async with http.get(f"{fake.base_url}/companies", params=params, headers=AUTH) as response:
+        assert response.status == 200
+        return [r["id"] for r in await response.json()], response.headers
+
+
+def _behave(fake: FakeMoco, **changes: Any) -> None:
+    fake.behaviour = msgspec.structs.replace(fake.behaviour, **changes)
+
+
+async def test_the_default_order_is_a_knob_by_id_by_update_time_or_reversed(
+    fake: FakeMoco, clock: FakeClock, http: aiohttp.ClientSession
+) -> None:
+    # The document gives no default order: the fake's is a guess, and tests flip it.
+    a, b, c = (fake.create_record("companies", {"name": n}) for n in "abc")
+    clock.advance(5)
+    fake.update_record("companies", a["id"], {"name": "a2"})
+    assert (await _list(fake, http))[0] == [a["id"], b["id"], c["id"]]
+    _behave(fake, default_sort_field="updated_at")
+    assert (await _list(fake, http))[0] == [b["id"], c["id"], a["id"]]  # ties keep id order
+    _behave(fake, default_sort_descending=True)
+    assert (await _list(fake, http))[0] == [a["id"], b["id"], c["id"]]
+    _behave(fake, default_sort_field="id")
+    assert (await _list(fake, http))[0] == [c["id"], b["id"], a["id"]]
+
+
+async def test_sort_by_an_unsortable_field_keeps_the_default_order(
+    fake: FakeMoco, clock: FakeClock, http: aiohttp.ClientSession
+) -> None:
+    a = fake.create_record("companies", {"name": "a"})
+    clock.advance(1)
+    b = fake.create_record("companies", {"name": "b"})
+    newest_first = {"sort_by": "updated_at desc"}
+    assert (await _list(fake, http, **newest_first))[0] == [b["id"], a["id"]]
+    _behave(fake, sortable_fields=("name",))
+    assert (await _list(fake, http, **newest_first))[0] == [a["id"], b["id"]]
+    assert (await _list(fake, http, sort_by="name desc"))[0] == [b["id"], a["id"]]
+
+
+async def test_per_page_is_capped_when_configured(
+    fake: FakeMoco, http: aiohttp.ClientSession
+) -> None:
+    for n in range(5):
+        fake.create_record("companies", {"name": str(n)})
+    _behave(fake, per_page_max=2)
+    ids, headers = await _list(fake, http, per_page="10")
+    assert len(ids) == 2 and headers["X-Per-Page"] == "2" and "page=2" in headers["Link"]
+
+
+async def test_the_next_link_may_drop_the_other_query_parameters(
+    fake: FakeMoco, http: aiohttp.ClientSession
+) -> None:
+    for n in range(3):
+        fake.create_record("companies", {"name": str(n)})
+    _behave(fake, link_keeps_query_params=False)
+    _, headers = await _list(fake, http, per_page="2", sort_by="id")
+    link = headers["Link"]
+    assert link.endswith('?page=2>; rel="next"') and "per_page" not in link
+
+
+async def test_a_listing_is_dated_by_the_vendors_clock(
+    fake: FakeMoco, clock: FakeClock, http: aiohttp.ClientSession
+) -> None:
+    _, headers = await _list(fake, http)
+    assert headers["Date"] == "Mon, 23 Nov 2026 10:00:00 GMT"
+
+
+async def test_a_raw_record_without_updated_at_is_listed_but_after_nothing(
+    fake: FakeMoco, http: aiohttp.ClientSession
+) -> None:
+    fake.put_raw_record("companies", {"id": 40, "name": "raw"})
+    made = fake.create_record("companies", {"name": "made"})
+    assert made["id"] == 41  # ids go on after the raw record's
+    assert (await _list(fake, http))[0] == [40, 41]
+    assert (await _list(fake, http, updated_after="2000-01-01T00:00:00Z"))[0] == [41]
+
+
+async def test_a_hook_runs_after_each_listing_page_is_cut(
+    fake: FakeMoco, http: aiohttp.ClientSession
+) -> None:
+    for n in range(3):
+        fake.create_record("companies", {"name": str(n)})
+    calls: list[tuple[str, int]] = []
+
+    def after(resource: str, page: int) -> None:
+        calls.append((resource, page))
+        fake.create_record("companies", {"name": "while paging"})
+
+    fake.after_list_page = after
+    ids, headers = await _list(fake, http, per_page="2")
+    assert calls == [("companies", 1)] and len(ids) == 2 and headers["X-Total"] == "3"
+    _, headers = await _list(fake, http, per_page="2", page="2")
+    assert headers["X-Total"] == "4"
+
+
 # --------------------------------------------------------------------------- rate limit
 
 

@@ -1,4 +1,4 @@
-"""MOCO listings: pages, totals and timestamps."""
+"""MOCO listings: the document's pagination headers and timestamps, as declared."""
 
 from __future__ import annotations
 
@@ -7,55 +7,50 @@ from datetime import UTC, datetime, timedelta, timezone
 import msgspec
 import pytest
 
-from adapters.core.vendor import Page
+from adapters.core.change_source import PolledRecord
+from adapters.core.list_source import ListByReplicationKey
+from adapters.core.pagination import PageRequest
 from adapters.core.vendor_http import VendorResponse
-from adapters.moco.resources import POLL, format_since, parse_time, read_page
+from adapters.moco.resources import PAGINATOR, POLL, format_since, parse_time
+from adapters.moco.undocumented import MocoOptions
 
 RECORDS = [{"id": 1, "updated_at": "2018-10-17T09:33:46Z"}, {"id": 2, "x": [1]}]
+# The document's example: X-Page 3, X-Per-Page 100, X-Total 415 and the next page's Link.
+DOC_HEADERS = {"x-page": "3", "x-per-page": "100", "x-total": "415"}
+DOC_NEXT = "https://acme.mocoapp.com/api/v1/projects.json?page=4"
 
 
-def response(headers: dict[str, str], body: object = RECORDS) -> VendorResponse:
-    return VendorResponse(200, headers, msgspec.json.encode(body))
+def response(headers: dict[str, str], body: object = RECORDS, **links: str) -> VendorResponse:
+    return VendorResponse(200, headers, msgspec.json.encode(body), dict(links))
 
 
-def test_read_page_with_link_and_total() -> None:
-    page = read_page(
-        response(
-            {
-                "x-page": "3",
-                "x-per-page": "100",
-                "x-total": "415",
-                "link": '<https://acme.mocoapp.com/api/v1/projects.json?page=4>; rel="next"',
-            }
-        )
+def test_the_documents_next_page_and_total() -> None:
+    sent = PageRequest("/projects", {"per_page": "100", "sort_by": "updated_at desc"})
+    page = response(DOC_HEADERS, next=DOC_NEXT)
+    assert PAGINATOR.next(sent, page, RECORDS) == PageRequest(
+        "https://acme.mocoapp.com/api/v1/projects.json",
+        {"per_page": "100", "sort_by": "updated_at desc", "page": "4"},
     )
-    assert page == Page(
-        records=RECORDS,
-        next_url="https://acme.mocoapp.com/api/v1/projects.json?page=4",
-        total=415,
-    )
+    assert PAGINATOR.total(page, RECORDS) == 415
 
 
-def test_last_page_has_no_next() -> None:
-    link = '<https://acme.mocoapp.com/api/v1/projects.json?page=3>; rel="prev"'
-    page = read_page(response({"x-total": "2", "link": link}))
-    assert page.next_url is None
-    assert page.total == 2
+def test_no_next_link_is_the_last_page() -> None:
+    page = response({"x-total": "2"}, prev="https://acme.mocoapp.com/api/v1/projects.json?page=3")
+    assert PAGINATOR.next(PageRequest("/projects"), page, RECORDS) is None
 
 
 @pytest.mark.parametrize("total", [None, "", "many", "-1"])
 def test_missing_or_odd_total(total: str | None) -> None:
     headers = {} if total is None else {"x-total": total}
-    assert read_page(response(headers)).total is None
+    assert PAGINATOR.total(response(headers), RECORDS) is None
 
 
-def test_empty_listing() -> None:
-    assert read_page(response({"x-total": "0"}, [])) == Page(records=[], next_url=None, total=0)
-
-
-def test_not_an_array() -> None:
-    with pytest.raises(ValueError, match="not a JSON array"):
-        read_page(response({}, {"error": "x"}))
+def test_poll_params_override_names_known_resources_only() -> None:
+    assert MocoOptions.decode({"poll_params": {"deals": {"sort_by": None}}}).poll_params == {
+        "deals": {"sort_by": None}
+    }
+    with pytest.raises(Exception, match="poll_params: unknown resource 'dealz'"):
+        MocoOptions.decode({"poll_params": {"dealz": {"sort_by": None}}})
 
 
 @pytest.mark.parametrize(
@@ -99,11 +94,29 @@ def test_poll_resources() -> None:
         "deals",
         "invoices",
     }
-    projects = POLL.resources["projects"]
+    projects = POLL.resources["projects"].source
+    assert isinstance(projects, ListByReplicationKey)
     assert projects.path == "/projects"
-    assert projects.event_resource == "project"
     assert projects.since_param == "updated_after"
     assert projects.replication_key == "updated_at"
-    assert POLL.resources["companies"].event_resource == "company"
-    assert POLL.resources["activities"].event_resource == "activity"
-    assert POLL.page_size_param == "per_page"
+    assert projects.records_at == ()  # the body is the array
+    assert PAGINATOR.size_param == "per_page"
+    assert not any(r.scoped for r in POLL.resources.values())
+    assert POLL.scopes is None
+    first = PAGINATOR.first(projects.path, projects.params, 100)
+    assert first == PageRequest("/projects", {"sort_by": "updated_at desc", "per_page": "100"})
+    company = POLL.resources["companies"].source
+    activity = POLL.resources["activities"].source
+    assert isinstance(company, ListByReplicationKey)
+    assert isinstance(activity, ListByReplicationKey)
+    sample = {"id": 3, "created_at": "2018-10-17T09:33:46Z", "updated_at": "2018-10-17T09:33:46Z"}
+    seen = PolledRecord(
+        instance="moco",
+        resource="companies",
+        scope=None,
+        id="3",
+        changed=datetime(2018, 10, 17, 9, 33, 46, tzinfo=UTC),
+        record=sample,
+    )
+    assert company.to_event(seen).subject == "company/3"
+    assert activity.to_event(seen).type == "workbridge.moco.activity.created"

@@ -1,0 +1,170 @@
+"""Change sources: how a poll task finds changes, and the state it commits with them.
+
+A poll task is one resource of one instance, or one (scope, resource) when the resource is
+fanned out over discovered scopes. Its `ChangeSource` reads the vendor through the context's
+`fetch` and yields `Step`s. The core commits each step (its events, its dead letters and the
+task's new state) in one Kafka transaction, in order, and starts the next cycle from the state
+committed last. So a source commits as it goes (page by page) and a restart resumes it.
+
+The sources a vendor declares:
+- `ListByReplicationKey` (list_source.py): a listing filtered and ordered by a change time
+  (MOCO; Click Maint and CLOUDWORK|PRO alike);
+- `WatchTrackedIds` (watch_source.py): GET each tracked id, compare its content, 404 = deleted
+  (CMO, which has no list endpoint);
+- recovery of missed webhooks is a `ListByReplicationKey` over the vendor's stored
+  notifications whose mapper builds the webhook path's own event (same id), so a change seen
+  by both is one event to consumers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Generic, Literal, Protocol, TypeVar
+
+import msgspec
+
+from adapters.core.cloudevents_codec import stable_id
+from adapters.core.pagination import PageRequest
+from adapters.core.vendor import EventDraft
+from adapters.core.vendor_http import VendorResponse
+
+S = TypeVar("S", bound=msgspec.Struct)
+
+
+class PollError(Exception):
+    """A poll cycle could not complete; it is tried again at the next interval."""
+
+
+class DeadLetter(msgspec.Struct, frozen=True, kw_only=True):
+    """A vendor record that cannot become an event; it goes to the DLQ with `reason`."""
+
+    record: Any
+    reason: str
+    record_id: str | None = None
+
+
+@dataclass(frozen=True)
+class Step(Generic[S]):
+    """What the core commits in one transaction: events, dead letters and the new state."""
+
+    events: list[EventDraft]
+    dead: list[DeadLetter]
+    state: S
+
+
+@dataclass(frozen=True)
+class PollSettings:
+    """The instance's polling settings, as a source needs them."""
+
+    overlap: timedelta
+    page_size: int
+    max_batch: int
+    start_from: Literal["beginning", "now"]
+
+
+Fetch = Callable[[PageRequest], Awaitable[VendorResponse]]
+"""GET one request with the instance's retries; a non-success answer raises `PollError`.
+A 404 is returned, not raised, so that a watch can tell a deleted record."""
+
+
+@dataclass(frozen=True)
+class PollContext:
+    """What a source gets for one cycle of one task."""
+
+    instance: str
+    resource: str
+    scope: str | None
+    settings: PollSettings
+    fetch: Fetch
+    # The instance's options (the vendor's options struct, or a mapping): read for the
+    # overrides `resource_paths` and `poll_params` only.
+    options: Any
+    now: Callable[[], datetime]
+
+    def path(self, default: str) -> str:
+        """The resource's path, unless the instance overrides it (`options.resource_paths`)."""
+        paths = self.options.get("resource_paths") or {}
+        value = paths.get(self.resource, default)
+        return value if isinstance(value, str) else default
+
+    def params(self, default: Mapping[str, str]) -> dict[str, str]:
+        """The listing's query: the declared one with the instance's `options.poll_params`
+        for this resource over it (a value of null drops a parameter)."""
+        overrides = (self.options.get("poll_params") or {}).get(self.resource) or {}
+        merged: dict[str, str | None] = {**default, **overrides}
+        return {key: str(value) for key, value in merged.items() if value is not None}
+
+
+class ChangeSource(Protocol[S]):
+    """How one poll task finds changes; `S` is its versioned state struct."""
+
+    def initial(self) -> S:
+        """The state of a task that has never run."""
+        ...
+
+    def decode(self, raw: bytes) -> S:
+        """A committed state (raises `poll_state.StateError` for one it cannot read)."""
+        ...
+
+    def run(self, ctx: PollContext, state: S) -> AsyncIterator[Step[S]]:
+        """One cycle: the steps to commit, in order, from the last committed `state`."""
+        ...
+
+
+class PolledRecord(msgspec.Struct, frozen=True, kw_only=True):
+    """One record as a poll task saw it."""
+
+    instance: str
+    resource: str
+    scope: str | None
+    id: str
+    changed: datetime
+    record: dict[str, Any]
+
+
+RecordMapper = Callable[[PolledRecord], EventDraft]
+"""The vendor's mapping of a polled record to its event type, subject, id and data."""
+
+
+def change_id(seen: PolledRecord) -> str:
+    """The same record at the same change time gets the same event id, however often polled."""
+    scope = () if seen.scope is None else (seen.scope,)
+    return stable_id(seen.instance, seen.resource, *scope, seen.id, seen.changed.isoformat())
+
+
+def created_or_updated(
+    vendor: str, event_resource: str, *, replication_key: str, created_key: str | None
+) -> RecordMapper:
+    """`workbridge.<vendor>.<event_resource>.created` when the record's creation time equals
+    its change time, else `.updated`; subject `<event_resource>/<id>`."""
+
+    def to_event(seen: PolledRecord) -> EventDraft:
+        record = seen.record
+        created = created_key is not None and record.get(created_key) == record.get(replication_key)
+        verb = "created" if created else "updated"
+        return EventDraft(
+            type=f"workbridge.{vendor}.{event_resource}.{verb}",
+            subject=f"{event_resource}/{seen.id}",
+            id=change_id(seen),
+            time=seen.changed,
+            data=msgspec.json.encode(record),
+        )
+
+    return to_event
+
+
+class ScopeSource(Protocol):
+    """Discovers the scopes a fanned-out resource runs in (Click Maint: its entities), and says
+    how a request is made in one of them."""
+
+    refresh_s: float
+
+    async def discover(self, fetch: Fetch) -> list[str]:
+        """The scopes there are now."""
+        ...
+
+    def headers(self, scope: str) -> Mapping[str, str]:
+        """Headers that put a request in `scope` (Click Maint: `X-Entity-Id`)."""
+        ...

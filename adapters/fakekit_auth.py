@@ -1,0 +1,77 @@
+"""Fake vendors' token exchange: JWTs with an expiry, revocable, as CMO and CLOUDWORK|PRO issue.
+
+A fake declares how long its tokens live (CMO's document: 20 minutes by default) and uses
+`issue` in its token endpoint and `subject` on every API call. Tests shorten lifetimes,
+expire or revoke tokens to see a client refresh before expiry and after a 401.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import secrets
+import time
+from collections.abc import Callable
+
+import msgspec
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+class FakeTokenIssuer:
+    """Issues HS256 JWTs (`exp` claim included unless `with_exp` is off) and checks them."""
+
+    def __init__(
+        self,
+        *,
+        lifetime_s: float = 1200.0,
+        with_exp: bool = True,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.lifetime_s = lifetime_s
+        # Some vendors' tokens are opaque to the client: it must then assume a lifetime.
+        self.with_exp = with_exp
+        self._clock = clock
+        self._key = secrets.token_bytes(32)
+        self._expiry: dict[str, float] = {}
+        self._subjects: dict[str, str] = {}
+        self.issued: list[str] = []
+
+    def issue(self, subject: str) -> str:
+        """A new token for `subject`, valid for `lifetime_s` from now."""
+        expires = self._clock() + self.lifetime_s
+        claims: dict[str, object] = {"sub": subject, "n": len(self.issued)}
+        if self.with_exp:
+            claims["exp"] = round(expires, 3)
+        head = _b64(msgspec.json.encode({"typ": "JWT", "alg": "HS256"}))
+        body = _b64(msgspec.json.encode(claims))
+        mac = hmac.new(self._key, f"{head}.{body}".encode(), hashlib.sha256).digest()
+        token = f"{head}.{body}.{_b64(mac)}"
+        self._expiry[token] = expires
+        self._subjects[token] = subject
+        self.issued.append(token)
+        return token
+
+    def subject(self, token: str) -> str | None:
+        """Who a token was issued to, or None when it is unknown, expired or revoked."""
+        expires = self._expiry.get(token)
+        if expires is None or self._clock() >= expires:
+            return None
+        return self._subjects[token]
+
+    def subject_of_bearer(self, authorization: str | None) -> str | None:
+        """`subject` for an `Authorization: Bearer <token>` header value."""
+        if not authorization or not authorization.startswith("Bearer "):
+            return None
+        return self.subject(authorization.removeprefix("Bearer ").strip())
+
+    def revoke(self, token: str) -> None:
+        """The vendor forgets one token (a client must get a new one after its 401)."""
+        self._expiry.pop(token, None)
+
+    def expire_all(self) -> None:
+        """Every token issued so far stops working now."""
+        self._expiry.clear()

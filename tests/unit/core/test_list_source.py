@@ -1,0 +1,175 @@
+"""The list-by-replication-key source with a stub vendor: what no fake vendor shows."""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import msgspec
+import pytest
+
+from adapters.core.change_source import PollError, created_or_updated
+from adapters.core.list_source import DEAD, ListByReplicationKey, bounded
+from adapters.core.pagination import (
+    CursorPaginator,
+    HeaderLinkPaginator,
+    PageNumberPaginator,
+    PageRequest,
+    Paginator,
+)
+from adapters.core.vendor_http import VendorResponse
+from tests.unit.core.poll_harness import Runner
+
+T = datetime(2025, 9, 24, 14, 0, 0, tzinfo=UTC)
+
+
+def at(seconds: float) -> str:
+    return (T + timedelta(seconds=seconds)).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def parse(value: str) -> datetime:
+    return datetime.fromisoformat(value.replace("Z", "+00:00"))
+
+
+def source(paginator: Paginator, **changes: Any) -> ListByReplicationKey:
+    base = ListByReplicationKey(
+        path="/api/v1/work_orders",
+        paginator=paginator,
+        replication_key="updated_at",
+        parse_time=parse,
+        since_param="updated_after",
+        to_event=created_or_updated(
+            "testvendor", "work_order", replication_key="updated_at", created_key="created_at"
+        ),
+        records_at=("data",),
+    )
+    return ListByReplicationKey(**{**base.__dict__, **changes})
+
+
+class Stub:
+    """Answers requests from a list of (status, body, headers, links), and logs them."""
+
+    def __init__(self, *answers: tuple[int, Any, dict[str, str], dict[str, str]]) -> None:
+        self.answers = list(answers)
+        self.sent: list[PageRequest] = []
+
+    async def __call__(self, request: PageRequest) -> VendorResponse:
+        self.sent.append(request)
+        status, body, headers, links = self.answers.pop(0)
+        return VendorResponse(status, headers, msgspec.json.encode(body), links)
+
+
+ONE_PAGE = {"pagination": {"page": 1, "total_pages": 1}}
+
+
+def work_order(rid: int, seconds: float) -> dict[str, Any]:
+    return {"id": rid, "title": f"wo{rid}", "created_at": at(seconds), "updated_at": at(seconds)}
+
+
+async def test_without_a_date_header_the_mark_is_the_local_clock_less_its_margin() -> None:
+    stub = Stub((200, {"data": [work_order(1, 0)]}, {}, {}))
+    local_now = T + timedelta(hours=1)
+    run = Runner(source(PageNumberPaginator()), stub, now=lambda: local_now)
+    await run.cycle()
+    assert run.state.mark == local_now - timedelta(seconds=60)
+
+
+async def test_clickmaint_style_pages_by_number_with_records_under_data() -> None:
+    # Shaped like the document's list answers: {"status", "data", "meta": {"pagination"}}.
+    def page(n: int, rows: list[dict[str, Any]]) -> Any:
+        meta = {"pagination": {"total": 3, "page": n, "per_page": 2, "total_pages": 2}}
+        return (200, {"status": "success", "data": rows, "meta": meta}, {}, {})
+
+    stub = Stub(page(1, [work_order(3, 3), work_order(2, 2)]), page(2, [work_order(1, 1)]))
+    newest_first = {"sort": "updated_at desc"}
+    run = Runner(source(PageNumberPaginator(), params=newest_first, newest_first=True), stub)
+    done = await run.cycle()
+    assert sorted(done.subjects) == ["work_order/1", "work_order/2", "work_order/3"]
+    assert [r.params["page"] for r in stub.sent] == ["1", "2"]
+    assert all(r.params["sort"] == "updated_at desc" for r in stub.sent)
+    assert done.events[0].type == "workbridge.testvendor.work_order.created"
+
+
+async def test_cloudworkpro_style_follows_the_cursor() -> None:
+    def page(rows: list[dict[str, Any]], cursor: str | None, total: int = 2) -> Any:
+        pagination = {
+            "hasNext": cursor is not None,
+            "nextCursor": cursor or "",
+            "totalResults": total,
+        }
+        return (200, {"code": 200, "data": rows, "pagination": pagination}, {}, {})
+
+    stub = Stub(page([work_order(2, 2)], "next_abc"), page([work_order(1, 1)], None))
+    run = Runner(source(CursorPaginator()), stub, page_size=1)
+    done = await run.cycle()
+    assert sorted(done.subjects) == ["work_order/1", "work_order/2"]
+    assert stub.sent[1].params == {"limit": "1", "cursor": "next_abc"}
+
+
+async def test_a_link_back_to_a_page_already_read_ends_the_pass_and_keeps_the_cursor(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    base = "http://vendor/api/v1/work_orders"
+    page_2 = {"next": f"{base}?page=2"}
+    stub = Stub(
+        (200, {"data": [work_order(2, 2)]}, {"x-total": "2"}, page_2),
+        (200, {"data": [work_order(1, 1)]}, {"x-total": "2"}, page_2),  # links to itself
+    )
+    paginator = HeaderLinkPaginator(total_header="x-total")
+    run = Runner(source(paginator, path=base), stub, page_size=1)
+    with caplog.at_level(logging.ERROR):
+        done = await run.cycle()
+    assert "already read" in caplog.text
+    assert sorted(done.subjects) == ["work_order/1", "work_order/2"]
+    assert len(stub.sent) == 2
+    # The rest of the listing was never read: the next pass starts from the same mark.
+    assert run.state.mark is None and run.state.listing is None
+
+
+async def test_a_vendor_error_fails_the_cycle_and_the_pass_resumes_there() -> None:
+    pages = [
+        (200, {"data": [work_order(2, 2)], "meta": {"pagination": {"total_pages": 2}}}, {}, {}),
+        (500, {"status": "error", "message": "boom"}, {}, {}),
+        (200, {"data": [work_order(1, 1)], "meta": {"pagination": {"total_pages": 2}}}, {}, {}),
+    ]
+    stub = Stub(*pages)
+    run = Runner(source(PageNumberPaginator()), stub, page_size=1)
+    with pytest.raises(PollError, match="500"):
+        await run.cycle()
+    assert run.state.listing is not None and run.state.listing.next.params["page"] == "2"
+    done = await run.cycle()
+    assert done.subjects == ["work_order/1"]
+
+
+async def test_a_listing_that_is_not_an_array_fails_the_cycle() -> None:
+    stub = Stub((200, {"data": {"not": "a list"}}, {}, {}))
+    with pytest.raises(PollError, match="no array"):
+        await Runner(source(PageNumberPaginator()), stub).cycle()
+
+
+async def test_records_that_cannot_be_events_are_dead_letters_and_the_rest_goes_on() -> None:
+    rows = ["not an object", {"title": "no id", "updated_at": at(1)}, work_order(7, 7)]
+    stub = Stub((200, {"data": rows, "meta": ONE_PAGE}, {}, {}))
+    done = await Runner(source(PageNumberPaginator()), stub).cycle()
+    assert done.subjects == ["work_order/7"]
+    assert [d.reason for d in done.dead] == [
+        "a listed record is not an object",
+        "the record has no id",
+    ]
+
+
+async def test_the_same_id_twice_on_one_page_is_published_once_in_its_newest_version() -> None:
+    rows = [work_order(1, 1), {**work_order(1, 1), "updated_at": at(5)}, work_order(1, 1)]
+    stub = Stub((200, {"data": rows, "meta": ONE_PAGE}, {}, {}))
+    done = await Runner(source(PageNumberPaginator()), stub).cycle()
+    assert done.subjects == ["work_order/1"]
+    assert done.events[0].time == parse(at(5))
+
+
+def test_bounded_evicts_what_the_next_pass_will_not_read_first() -> None:
+    seen = {"old1": T, "dead": DEAD, "old2": T, "new1": T + timedelta(hours=1)}
+    kept = bounded(seen, 2, protect_from=T + timedelta(minutes=1))
+    assert kept == {"dead": DEAD, "new1": T + timedelta(hours=1)}
+    assert bounded(seen, 10, T) is seen
+    assert list(bounded(seen, 1, protect_from=T)) == ["new1"]
