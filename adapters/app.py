@@ -131,7 +131,8 @@ class Bridge:
             max_body_bytes=self.config.server.max_body_bytes,
             send_timeout_s=self.config.kafka.send_timeout_s,
             # A worker still restoring a partition's ledger cannot answer its commands yet.
-            ready=lambda: self._kafka_ok and not any(w.restoring for w in self.workers),
+            ready=lambda: self._kafka_ok,
+            restoring=lambda: any(w.restoring for w in self.workers),
             trusted_proxies=self.config.server.trusted_proxies,
         )
         server = self.config.server

@@ -50,12 +50,15 @@ class WebhookServer:
         send_timeout_s: float,
         ready: Callable[[], bool],
         trusted_proxies: Sequence[str] = (),
+        restoring: Callable[[], bool] = lambda: False,
     ) -> None:
         self.instances = instances
         self.publisher = publisher
         self.metrics = metrics
         self.send_timeout_s = send_timeout_s
         self.ready = ready
+        # A command worker rebuilding its idempotency ledger takes no commands yet.
+        self.restoring = restoring
         # Stopping: /readyz says 503 so traffic moves away, webhooks are still taken.
         self.stopping = False
         # Draining: the producer is going away; webhooks get 503 so the vendor retries.
@@ -89,6 +92,8 @@ class WebhookServer:
             return web.json_response({"status": "draining"}, status=503)
         if not self.ready():
             return web.json_response({"status": "kafka unavailable"}, status=503)
+        if self.restoring():
+            return web.json_response({"status": "restoring ledger"}, status=503)
         return web.json_response({"status": "ready"})
 
     async def metrics_page(self, _request: web.Request) -> web.Response:

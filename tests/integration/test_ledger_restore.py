@@ -97,7 +97,8 @@ async def test_a_restoring_worker_is_not_ready_and_decides_nothing_until_restore
     worker = bridge.workers[0]
     await wait_for(lambda: len(worker.parts) == 2, "both partitions to be assigned")
     assert worker.restoring
-    assert (await get(bridge.port, "/readyz"))[0] == 503
+    status, body = await get(bridge.port, "/readyz")
+    assert status == 503 and "restoring ledger" in body
     _, metrics = await get(bridge.port, "/metrics")
     assert 'workbridge_ledger_restoring{instance="moco",partition="0"} 1.0' in metrics
 

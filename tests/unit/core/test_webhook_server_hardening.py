@@ -183,3 +183,12 @@ async def test_while_stopping_readyz_is_503_but_webhooks_are_still_taken(env: En
     resp = await env.client.post("/webhooks/moco", data=BODY, headers=moco_headers(BODY))
     assert resp.status == 200
     assert topics(env) == ["workbridge.moco.events"]
+
+
+async def test_readyz_says_when_a_worker_is_still_restoring_its_ledger(env: Env) -> None:
+    env.server.restoring = lambda: True
+    ready = await env.client.get("/readyz")
+    assert ready.status == 503
+    assert await ready.json() == {"status": "restoring ledger"}
+    env.server.restoring = lambda: False
+    assert (await env.client.get("/readyz")).status == 200
