@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import msgspec
@@ -20,21 +19,9 @@ from adapters.app import Bridge
 from adapters.core.kafka import Topics
 from adapters.moco.fake import FakeMoco
 from tests.integration.conftest import API_KEY, SECRET, BridgeFactory, ce, read_records
+from tests.vendor_clock import VendorClock
 
 pytestmark = pytest.mark.integration
-
-
-class VendorClock:
-    """The fake vendor's clock: moves only when a test says so."""
-
-    def __init__(self) -> None:
-        self.now = datetime(2026, 11, 1, 8, 0, 0, tzinfo=UTC)
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def tick(self, seconds: float = 1.0) -> None:
-        self.now += timedelta(seconds=seconds)
 
 
 @pytest.fixture

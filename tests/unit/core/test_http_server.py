@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 from aiohttp import web
@@ -20,10 +20,14 @@ async def _echo(request: web.Request) -> web.Response:
 
 @contextlib.asynccontextmanager
 async def serving(
-    *, header_timeout_s: float = 0.5, keepalive_timeout_s: float = 5.0, max_headers: int = 32
+    *,
+    header_timeout_s: float = 0.5,
+    keepalive_timeout_s: float = 5.0,
+    max_headers: int = 32,
+    handler: Callable[[web.Request], Awaitable[web.Response]] = _echo,
 ) -> AsyncIterator[tuple[BoundedAppRunner, int]]:
     app = web.Application()
-    app.router.add_post("/", _echo)
+    app.router.add_post("/", handler)
     runner = BoundedAppRunner(
         app,
         header_timeout_s=header_timeout_s,
@@ -154,16 +158,7 @@ async def test_drain_keeps_accepting_during_the_delay_and_finishes_received_requ
         await gate.wait()
         return web.Response(text=f"done {len(body)}")
 
-    app = web.Application()
-    app.router.add_post("/", slow)
-    runner = BoundedAppRunner(
-        app, header_timeout_s=2, keepalive_timeout_s=5, max_line_bytes=2048, max_headers=32
-    )
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = int(runner.addresses[0][1])
-    try:
+    async with serving(header_timeout_s=2, handler=slow) as (runner, port):
         # One request in progress, one whose body is still being uploaded.
         r1, w1 = await asyncio.open_connection("127.0.0.1", port)
         w1.write(request(b"first"))
@@ -193,9 +188,6 @@ async def test_drain_keeps_accepting_during_the_delay_and_finishes_received_requ
         assert await asyncio.wait_for(drain, 3) is True
         for w in (w1, w2, w3):
             w.close()
-    finally:
-        gate.set()
-        await runner.cleanup()
 
 
 async def test_drain_reports_requests_still_open_at_the_end_of_the_grace() -> None:
@@ -205,16 +197,7 @@ async def test_drain_reports_requests_still_open_at_the_end_of_the_grace() -> No
         await gate.wait()
         return web.Response(text="late")
 
-    app = web.Application()
-    app.router.add_post("/", stuck)
-    runner = BoundedAppRunner(
-        app, header_timeout_s=2, keepalive_timeout_s=5, max_line_bytes=2048, max_headers=32
-    )
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = int(runner.addresses[0][1])
-    try:
+    async with serving(header_timeout_s=2, handler=stuck) as (runner, port):
         _, writer = await asyncio.open_connection("127.0.0.1", port)
         writer.write(request())
         await writer.drain()
@@ -223,9 +206,7 @@ async def test_drain_reports_requests_still_open_at_the_end_of_the_grace() -> No
         assert await runner.drain(delay_s=0, grace_s=0.5) is False
         assert time.monotonic() - started < 1.5
         writer.close()
-    finally:
         gate.set()
-        await runner.cleanup()
 
 
 async def test_a_connection_accepted_just_before_the_listener_closes_is_still_served() -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 from collections import Counter
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 import msgspec
@@ -20,20 +20,10 @@ from adapters.core.list_source import ListByReplicationKey
 from adapters.moco.fake import FakeMoco, FakeMocoBehaviour
 from adapters.moco.resources import POLL
 from tests.unit.core.poll_harness import Runner, client_fetch
+from tests.vendor_clock import VendorClock
 
 KEY = "k"
 SECRET = "1d608b9d72219b90ff2393a1d3ee0ac0"
-
-
-class VendorClock:
-    def __init__(self) -> None:
-        self.now = datetime(2026, 11, 1, 8, 0, 0, tzinfo=UTC)
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def tick(self, seconds: float = 1.0) -> None:
-        self.now += timedelta(seconds=seconds)
 
 
 @pytest.fixture
