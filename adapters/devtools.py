@@ -7,11 +7,10 @@ import contextlib
 import os
 import tempfile
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 import yaml
@@ -23,6 +22,7 @@ from rich.table import Table
 from adapters.config import Config, parse_config
 from adapters.core.cloudevents_codec import NotACloudEvent, from_record, make_event, to_kafka
 from adapters.core.kafka import Topics, client_kwargs
+from adapters.devkit import DEV_API_KEY, DevVendor
 
 if TYPE_CHECKING:
     from adapters.core.vendor import VendorSpec
@@ -150,110 +150,9 @@ def _line(topic: str, event: Any) -> str:
     return f"{topic}: {attrs.get('type')} {attrs.get('subject', '')} {summary}".strip()
 
 
-DEV_API_KEY = "dev-api-key"
-DEV_WEBHOOK_SECRET = "1d608b9d72219b90ff2393a1d3ee0ac0"
-DEV_MW_SECRET = "dev-mobility-work-secret"
 # Fast enough to watch: a change "in the vendor" shows up within seconds.
 DEV_POLL_INTERVAL_S = 5
 DEV_COMMAND_DEADLINE_S = 60
-
-
-class _Fake(Protocol):
-    """What `workbridge dev` needs of a fake vendor server (adapters.fakekit.FakeServer)."""
-
-    async def stop(self) -> None: ...
-
-
-@dataclass
-class DevVendor:
-    """One vendor as `workbridge dev` runs it: a started fake and how to wire the bridge to it.
-
-    What the vendor can do (webhooks, polling, commands, its resources) comes from its
-    VendorSpec in the registry; this holds only what is about the fake.
-    """
-
-    fake: _Fake
-    base_url: str
-    # Instance settings beyond what the registry decides (credentials, options, backoff).
-    settings: dict[str, Any]
-    # Resources the fake changes on request: the ones worth polling here.
-    changing_resources: frozenset[str]
-    # Subscribe the bridge's webhook URL at the fake.
-    subscribe: Callable[[str], None]
-    # Lines for the banner: how to make something happen at this vendor.
-    hints: str
-
-
-async def _dev_moco() -> DevVendor:
-    from adapters.moco.fake import FakeMoco
-
-    moco = FakeMoco(api_key=DEV_API_KEY, webhook_secret=DEV_WEBHOOK_SECRET)
-    base_url = await moco.start()
-    writable = frozenset(moco.behaviour.writable_resources)
-
-    def subscribe(url: str) -> None:
-        for resource in sorted(writable):
-            moco.subscribe(moco.behaviour.webhook_targets[resource], "*", url)
-
-    return DevVendor(
-        fake=moco,
-        base_url=base_url,
-        settings={"api_key": DEV_API_KEY, "webhook_secret": DEV_WEBHOOK_SECRET},
-        changing_resources=writable,
-        subscribe=subscribe,
-        hints=f"""Change something "in MOCO" (becomes a webhook and a polled event):
-  curl -X POST {moco.control_url}/companies -d '{{"name": "Acme", "type": "customer"}}'""",
-    )
-
-
-async def _dev_mobilitywork() -> DevVendor:
-    from adapters.mobilitywork.fake import FakeMobilityWork
-
-    mw = FakeMobilityWork(api_key=DEV_API_KEY, webhook_secret=DEV_MW_SECRET)
-    base_url = await mw.start()
-
-    def subscribe(url: str) -> None:
-        mw.subscribe("*", url)
-
-    return DevVendor(
-        fake=mw,
-        base_url=base_url,
-        settings={
-            "api_key": DEV_API_KEY,
-            "webhook_secret": DEV_MW_SECRET,
-            "options": {"network_name": mw.network_name},
-            # Fake server: retry in seconds, not in the minutes the document advises.
-            "commands": {"backoff_base_s": 1, "backoff_max_s": 5},
-        },
-        changing_resources=frozenset(),
-        subscribe=subscribe,
-        hints=f"""A spare part consumed "in Mobility Work" (a signed webhook):
-  curl -X POST {mw.control_url}/webhooks/SparePartWasConsumed \
-    -d '{{"sparePart": {{"id": 77}}, "consumed": {{"quantity": 3, "previousStock": 116}}}}'""",
-    )
-
-
-# The fakes `workbridge dev` can start, by vendor id. A registered vendor without one is
-# listed at start-up and left out, so that a new vendor never breaks `workbridge dev`.
-DEV_FAKES: dict[str, Callable[[], Awaitable[DevVendor]]] = {
-    "moco": _dev_moco,
-    "mobilitywork": _dev_mobilitywork,
-}
-
-# One example command per vendor for the banner (its data must pass the command's schema).
-_EXAMPLE_COMMANDS = {
-    "workbridge.moco.company.create": (
-        "company/new-1",
-        '{"name": "Beispiel AG", "type": "customer", "currency": "CHF"}',
-    ),
-    "workbridge.mobilitywork.task.create": (
-        "equipment/PUMP-001",
-        '{"equipment": {"type": "externalReference", "value": "PUMP-001"},\n'
-        '             "description": "Replace motor part", '
-        '"startDateTime": "2026-11-24T09:00:00+00:00",\n'
-        '             "endDateTime": "2026-11-24T10:00:00+00:00", "assignees": [3]}',
-    ),
-}
 
 
 def dev_instance(spec: VendorSpec, dev: DevVendor) -> dict[str, Any]:
@@ -279,16 +178,18 @@ def dev_instance(spec: VendorSpec, dev: DevVendor) -> dict[str, Any]:
     return instance
 
 
-def _command_hints(config_file: Path, vendors: Mapping[str, VendorSpec], names: list[str]) -> str:
+def _command_hints(
+    config_file: Path, vendors: Mapping[str, VendorSpec], devs: Mapping[str, DevVendor]
+) -> str:
     lines = ["Send a command and wait for its result:"]
-    for name in names:
-        for type_, (subject, data) in _EXAMPLE_COMMANDS.items():
-            if type_ in vendors[name].commands:
-                lines.append(
-                    f"  workbridge send --config {config_file} --instance {name} \\\n"
-                    f"    --type {type_} --subject {subject} \\\n"
-                    f"    --data '{data}'"
-                )
+    for name, dev in devs.items():
+        example = dev.example_command
+        if example is not None and example.type in vendors[name].commands:
+            lines.append(
+                f"  workbridge send --config {config_file} --instance {name} \\\n"
+                f"    --type {example.type} --subject {example.subject} \\\n"
+                f"    --data '{example.data}'"
+            )
     return "\n".join(lines) if len(lines) > 1 else ""
 
 
@@ -313,7 +214,7 @@ async def run_dev(
         kafka = broker.bootstrap_servers
     devs: dict[str, DevVendor] = {}
     for vendor_id in sorted(vendors):
-        start_fake = DEV_FAKES.get(vendor_id)
+        start_fake = vendors[vendor_id].dev
         if start_fake is None:
             console.print(f"no fake server for vendor {vendor_id!r} yet: it is left out")
             continue
@@ -344,7 +245,7 @@ async def run_dev(
   config:             {config_file}
 
 {hints}
-{_command_hints(config_file, vendors, list(devs))}
+{_command_hints(config_file, vendors, devs)}
 """)
     watched = []
     for inst in config.instances:

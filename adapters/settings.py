@@ -222,6 +222,9 @@ class PollingConfig(_Base):
     page_size: Positive = 100
     # Events and the cursor move in transactions of at most this many events.
     max_batch: Positive = 500
+    # Pages one cycle of a listing reads before it yields to the next cycle (it goes on where
+    # it stopped). Default: the vendor's declaration (50 for a listing).
+    max_pages: Positive | None = None
 
     def __post_init__(self) -> None:
         if self.enabled and not self.resources:
@@ -294,11 +297,6 @@ class VendorOptions(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
             options = msgspec.to_builtins(options)
         return cls.decode(options)
 
-    def get(self, key: str, default: Any = None) -> Any:
-        """Mapping-style read, for code written when `options` was a plain mapping."""
-        # Kept while core code still reads options.get("command_paths", {}) and the like.
-        return getattr(self, key) if key in self.__struct_fields__ else default
-
 
 class PolledVendorOptions(VendorOptions, kw_only=True, forbid_unknown_fields=True):
     """The options of a vendor that is polled: where each listing lives."""
@@ -308,6 +306,13 @@ class PolledVendorOptions(VendorOptions, kw_only=True, forbid_unknown_fields=Tru
         msgspec.Meta(
             description="polled resource -> its collection path (default: the vendor's "
             "paths, guessed where its document gives none)"
+        ),
+    ] = msgspec.field(default_factory=dict)
+    poll_params: Annotated[
+        dict[str, dict[str, str | None]],
+        msgspec.Meta(
+            description="polled resource -> query parameters of its listing over the "
+            "vendor's defaults; null drops one"
         ),
     ] = msgspec.field(default_factory=dict)
 

@@ -61,11 +61,12 @@ def check_options(inst: InstanceConfig, spec: VendorSpec) -> VendorOptions:
     if isinstance(options, PolledVendorOptions):
         resources = spec.poll.resources if spec.poll is not None else {}
         _known_names("options.resource_paths", "resource", options.resource_paths, resources)
+        _known_names("options.poll_params", "resource", options.poll_params, resources)
     return options
 
 
 def _known_names(
-    key: str, what: str, given: Mapping[str, str], known: Mapping[str, object]
+    key: str, what: str, given: Mapping[str, object], known: Mapping[str, object]
 ) -> None:
     unknown = sorted(set(given) - set(known))
     if unknown:

@@ -29,6 +29,7 @@ from adapters.core.cloudevents_codec import stable_id
 from adapters.core.pagination import PageRequest
 from adapters.core.vendor import EventDraft
 from adapters.core.vendor_http import VendorResponse
+from adapters.settings import PolledVendorOptions, VendorOptions
 
 S = TypeVar("S", bound=msgspec.Struct)
 
@@ -62,6 +63,8 @@ class PollSettings:
     page_size: int
     max_batch: int
     start_from: Literal["beginning", "now"]
+    # Overrides the source's own `max_pages` (the instance's `polling.max_pages`).
+    max_pages: int | None = None
 
 
 Fetch = Callable[[PageRequest], Awaitable[VendorResponse]]
@@ -78,23 +81,25 @@ class PollContext:
     scope: str | None
     settings: PollSettings
     fetch: Fetch
-    # The instance's options (the vendor's options struct, or a mapping): read for the
-    # overrides `resource_paths` and `poll_params` only.
-    options: Any
+    # The instance's options as its vendor's struct; a `PolledVendorOptions` carries the
+    # overrides `resource_paths` and `poll_params` that `path` and `params` apply.
+    options: VendorOptions
     now: Callable[[], datetime]
 
     def path(self, default: str) -> str:
         """The resource's path, unless the instance overrides it (`options.resource_paths`)."""
-        paths = self.options.get("resource_paths") or {}
-        value = paths.get(self.resource, default)
-        return value if isinstance(value, str) else default
+        if not isinstance(self.options, PolledVendorOptions):
+            return default
+        return self.options.resource_paths.get(self.resource, default)
 
     def params(self, default: Mapping[str, str]) -> dict[str, str]:
         """The listing's query: the declared one with the instance's `options.poll_params`
         for this resource over it (a value of null drops a parameter)."""
-        overrides = (self.options.get("poll_params") or {}).get(self.resource) or {}
+        overrides: Mapping[str, str | None] = {}
+        if isinstance(self.options, PolledVendorOptions):
+            overrides = self.options.poll_params.get(self.resource, {})
         merged: dict[str, str | None] = {**default, **overrides}
-        return {key: str(value) for key, value in merged.items() if value is not None}
+        return {key: value for key, value in merged.items() if value is not None}
 
 
 class ChangeSource(Protocol[S]):

@@ -32,7 +32,6 @@ from aiokafka import AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError, ProducerFenced
 from aiokafka.structs import ConsumerRecord
 
-from adapters.config import KafkaConfig
 from adapters.core.command_result import CommandResult
 from adapters.core.commands.decision import (
     Answer,
@@ -63,6 +62,7 @@ from adapters.core.ledger_store import (
 from adapters.core.metrics import Metrics
 from adapters.core.vendor import CommandSpec, PreparedCall
 from adapters.core.vendor_call import CallOutcome, RetryPolicy
+from adapters.settings import KafkaConfig
 
 __all__ = ["Command", "CommandWorker", "Decision", "Invalid", "PartitionWork"]
 

@@ -7,13 +7,13 @@ from dataclasses import dataclass, field
 
 from cloudevents.core.v1.event import CloudEvent
 
-from adapters.config import InstanceConfig
 from adapters.core.auth import Auth, ClientTls
 from adapters.core.cloudevents_codec import Headers, make_event, to_kafka
 from adapters.core.kafka import Topics
 from adapters.core.ratelimit import Limiter, SlidingWindowLimiter, Unlimited
 from adapters.core.vendor import CommandSpec, EventDraft, VendorSpec
 from adapters.core.vendor_http import VendorClient
+from adapters.settings import InstanceConfig, VendorOptions
 
 SCHEMA_BASE = "https://workbridge.dev/schemas"
 
@@ -26,6 +26,8 @@ class Instance:
     spec: VendorSpec
     topics: Topics
     client: VendorClient
+    # The instance's options as its vendor's struct (`spec.options`).
+    options: VendorOptions = field(default_factory=VendorOptions)
     # The vendor's command catalogue, bound to this instance's settings.
     commands: Mapping[str, CommandSpec] = field(default_factory=dict)
 
@@ -108,6 +110,7 @@ def build_instance(inst: InstanceConfig, spec: VendorSpec, prefix: str) -> Insta
     return Instance(
         cfg=inst,
         spec=spec,
+        options=spec.options.of(inst),
         topics=Topics(prefix, inst.instance_name),
         client=client,
         commands=commands,

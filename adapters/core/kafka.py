@@ -12,10 +12,10 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.conn import collect_hosts, create_conn
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 
-from adapters.config import KafkaConfig
 from adapters.core.kafka_errors import KafkaAccessError, classify_connect_error, tls_context
 from adapters.core.record_limits import RecordLimitTooLow, check_topics_allow
 from adapters.logging_setup import install_aiokafka_filters
+from adapters.settings import KafkaConfig
 
 log = logging.getLogger(__name__)
 

@@ -37,7 +37,7 @@ from aiokafka.errors import (
     UnsupportedSaslMechanismError,
 )
 
-from adapters.config import KafkaConfig, TlsConfig
+from adapters.settings import KafkaConfig, TlsConfig
 
 __all__ = ["KafkaAccessError", "classify_connect_error", "tls_context"]
 

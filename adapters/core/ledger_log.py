@@ -12,8 +12,8 @@ from typing import Protocol
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
 
-from adapters.config import KafkaConfig
 from adapters.core.kafka import client_kwargs
+from adapters.settings import KafkaConfig
 
 # (offset, key, value) of one ledger record; a None value is a tombstone.
 LogRecord = tuple[int, bytes | None, bytes | None]

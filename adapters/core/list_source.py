@@ -97,7 +97,7 @@ class _Pass:
         self.seen = dict(state.seen)
         self.resumed = state.listing
         sent = list(state.listing.history.values()) if state.listing else []
-        self.walk = PageWalk(source.max_pages, sent)
+        self.walk = PageWalk(ctx.settings.max_pages or source.max_pages, sent)
 
     async def steps(self) -> AsyncIterator[Step[ListState]]:
         listing = self.resumed

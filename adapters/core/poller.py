@@ -30,7 +30,6 @@ from aiokafka.errors import (
     TransactionalIdAuthorizationFailed,
 )
 
-from adapters.config import KafkaConfig
 from adapters.core.change_source import PollContext, PollError, PollSettings, Step
 from adapters.core.errors import Action
 from adapters.core.instance import Instance
@@ -43,6 +42,7 @@ from adapters.core.state_restore import restore_partition
 from adapters.core.vendor import PollResource
 from adapters.core.vendor_call import RetryPolicy, call_with_retry
 from adapters.core.vendor_http import ForeignURL, VendorResponse
+from adapters.settings import KafkaConfig
 
 log = logging.getLogger(__name__)
 
@@ -108,6 +108,7 @@ class PollTask:
             page_size=cfg.page_size,
             max_batch=cfg.max_batch,
             start_from=cfg.start_from,
+            max_pages=cfg.max_pages,
         )
         self.policy = RetryPolicy(
             deadline_s=max(30.0, cfg.interval_s), max_attempts=6, base_s=1.0, cap_s=30.0
@@ -146,7 +147,7 @@ class PollTask:
             scope=self.scope,
             settings=self.settings,
             fetch=self._fetch,
-            options=self.inst.cfg.options,
+            options=self.inst.options,
             now=lambda: datetime.now(UTC),
         )
         published = 0

@@ -17,8 +17,8 @@ from typing import TypeVar
 from aiokafka import TopicPartition
 from aiokafka.errors import KafkaError
 
-from adapters.config import KafkaConfig
 from adapters.core.kafka import committed_reader
+from adapters.settings import KafkaConfig
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)

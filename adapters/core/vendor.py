@@ -19,10 +19,11 @@ from adapters.core.vendor_http import RateLimitHeaders
 from adapters.settings import VendorOptions
 
 if TYPE_CHECKING:
-    from adapters.config import InstanceConfig
     from adapters.core.change_source import ChangeSource, ScopeSource
     from adapters.core.vendor_call import CallOutcome
     from adapters.core.vendor_http import VendorResponse
+    from adapters.devkit import StartDevFake
+    from adapters.settings import InstanceConfig
 
 
 class EventDraft(msgspec.Struct, frozen=True, kw_only=True):
@@ -214,3 +215,5 @@ class VendorSpec:
     retry_base_s: float | None = None
     retry_cap_s: float | None = None
     retry_deadline_s: float | None = None
+    # Starts the vendor's fake for `workbridge dev` (None: the vendor is left out of it).
+    dev: StartDevFake | None = None

@@ -10,7 +10,7 @@ options, and (not yet built) the records Workbridge's own commands created.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 from urllib.parse import quote
@@ -40,8 +40,8 @@ class OptionIds:
 
     async def ids(self, ctx: PollContext) -> Iterable[str]:
         """The ids the options list for this resource."""
-        listed = (ctx.options.get(self.key) or {}).get(ctx.resource) or []
-        return [str(i) for i in listed]
+        listed: Mapping[str, Iterable[object]] = getattr(ctx.options, self.key, {})
+        return [str(i) for i in listed.get(ctx.resource, ())]
 
 
 class Watched(msgspec.Struct, frozen=True, kw_only=True):

@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
-from adapters.config import InstanceConfig, OptionsError
 from adapters.core.errors import Action, ErrorTable, Rule
 from adapters.core.vendor import VendorSpec, WebhookSpec, static_auth
 from adapters.mobilitywork import webhooks
 from adapters.mobilitywork.commands import COMMANDS
+from adapters.mobilitywork.dev import start_dev
 from adapters.mobilitywork.undocumented import (
     RETRY_BASE_S,
     RETRY_CAP_S,
     RETRY_DEADLINE_S,
     MobilityWorkOptions,
 )
+from adapters.settings import InstanceConfig, OptionsError
 
 DEFAULT_BASE_URL = "https://api.mobility-work.com"
 
@@ -93,4 +94,5 @@ SPEC = VendorSpec(
     retry_cap_s=RETRY_CAP_S,
     retry_deadline_s=RETRY_DEADLINE_S,
     event_models=webhooks.event_models(),
+    dev=start_dev,
 )

@@ -12,10 +12,10 @@ from typing import Any
 
 import msgspec
 
-from adapters.config import InstanceConfig
 from adapters.core.cloudevents_codec import stable_id
 from adapters.core.vendor import EventDraft, WebhookRejected, WebhookRequest, WebhookUnparseable
 from adapters.mobilitywork.undocumented import EVENT_TYPES, SUBJECT_KEYS, MobilityWorkOptions
+from adapters.settings import InstanceConfig
 
 HEADER = "x-mw-signature"
 

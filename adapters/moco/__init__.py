@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from adapters.config import InstanceConfig
 from adapters.core.errors import ErrorTable
 from adapters.core.vendor import RateLimit, VendorSpec, WebhookSpec, static_auth
 from adapters.moco import webhooks
 from adapters.moco.commands import COMMANDS
+from adapters.moco.dev import start_dev
 from adapters.moco.resources import POLL, event_models
 from adapters.moco.undocumented import MocoOptions
+from adapters.settings import InstanceConfig
 
 
 def auth_headers(inst: InstanceConfig) -> dict[str, str]:
@@ -57,4 +58,5 @@ SPEC = VendorSpec(
     options=MocoOptions,
     event_models=event_models(),
     user_agent=lambda inst: f"workbridge/0.1 (moco; {inst.instance_name})",
+    dev=start_dev,
 )

@@ -7,10 +7,6 @@ Each entry is marked `# not in the vendor document`. An instance overrides paths
 
 from __future__ import annotations
 
-from typing import Annotated
-
-import msgspec
-
 from adapters.settings import PolledVendorOptions
 
 # Collection paths. The document shows only /projects, /customers and /offers.
@@ -58,18 +54,6 @@ POLL_PARAMS = {"sort_by": "updated_at desc"}  # not in the vendor document
 class MocoOptions(PolledVendorOptions, kw_only=True, forbid_unknown_fields=True):
     """MOCO's `options`: collection and command paths, where an account's differ from these."""
 
-    poll_params: Annotated[
-        dict[str, dict[str, str | None]],
-        msgspec.Meta(
-            description="polled resource -> query parameters of its listing over the "
-            "defaults (sort_by: updated_at desc); null drops one"
-        ),
-    ] = msgspec.field(default_factory=dict)
-
     def __post_init__(self) -> None:
         # An instance names only the paths it changes; the others keep the guesses above.
         self.resource_paths = {**RESOURCE_PATHS, **self.resource_paths}
-        unknown = sorted(set(self.poll_params) - set(RESOURCE_PATHS))
-        if unknown:
-            # Raised here, msgspec reports it as a validation error of `options`.
-            raise ValueError(f"poll_params: unknown resource {unknown[0]!r}")

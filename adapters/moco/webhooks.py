@@ -11,10 +11,10 @@ from datetime import UTC, datetime
 
 import msgspec
 
-from adapters.config import InstanceConfig
 from adapters.core.cloudevents_codec import stable_id
 from adapters.core.vendor import EventDraft, WebhookRejected, WebhookRequest, WebhookUnparseable
 from adapters.moco.undocumented import TARGET_RESOURCES
+from adapters.settings import InstanceConfig
 
 SIGNATURE_HEADER = "x-moco-signature"
 

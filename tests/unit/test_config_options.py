@@ -12,6 +12,7 @@ import pytest
 
 from adapters import config as loader
 from adapters.config import ConfigError, InstanceConfig, OptionsError, check_config
+from adapters.core.instance import build_instance
 from adapters.mobilitywork import user_agent
 from adapters.mobilitywork import webhooks as mw_webhooks
 from adapters.mobilitywork.undocumented import DEFAULT_SIGNATURE_TOLERANCE_S, MobilityWorkOptions
@@ -146,12 +147,18 @@ def test_every_vendor_declares_options_with_defaults() -> None:
         assert issubclass(spec.options, PolledVendorOptions) == (spec.poll is not None), spec.id
 
 
-def test_mapping_style_reads_still_work() -> None:
-    # The core's poller and command worker read options.get("resource_paths", {}).
-    options = MocoOptions.decode({"command_paths": {"workbridge.moco.activity.create": "/a"}})
-    assert options.get("command_paths", {}) == {"workbridge.moco.activity.create": "/a"}
-    assert options.get("resource_paths", {})["projects"] == "/projects"
-    assert options.get("network_name", "none") == "none"
+def test_poll_params_name_only_the_vendors_resources() -> None:
+    text = error(MW, {**MOCO, "options": {"poll_params": {"widgets": {"sort_by": None}}}})
+    assert "instances[1].options.poll_params: unknown resource 'widgets'" in text
+
+
+def test_the_core_reads_typed_options_from_the_instance() -> None:
+    options = {"command_paths": {"workbridge.moco.activity.create": "/a"}}
+    config = loader.parse_config(raw({**MOCO, "options": options}), env={}, vendors=VENDORS)
+    built = build_instance(config.instances[0], VENDORS["moco"], "workbridge")
+    assert isinstance(built.options, MocoOptions)
+    assert built.options.command_paths == {"workbridge.moco.activity.create": "/a"}
+    assert built.options.resource_paths["projects"] == "/projects"
 
 
 # --- the loader knows no vendor ---------------------------------------------------------------

@@ -18,8 +18,8 @@ from typing import Generic, Protocol, TypeVar
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.structs import ConsumerRecord
 
-from adapters.config import KafkaConfig
 from adapters.core.kafka import client_kwargs
+from adapters.settings import KafkaConfig
 
 log = logging.getLogger(__name__)
 

@@ -29,7 +29,7 @@ def validate(inst: Instance, command: Command) -> tuple[CommandSpec, msgspec.Str
     if spec is None:
         known = ", ".join(sorted(inst.commands))
         raise Invalid(f"unknown command type {command.command_type!r}; known: {known}")
-    paths: dict[str, str] = inst.cfg.options.get("command_paths", {})
+    paths = inst.options.command_paths
     if spec.path_not_documented and command.command_type not in paths:
         raise Invalid(
             f"{command.command_type}: the vendor document gives no path for this action; "

@@ -13,6 +13,7 @@ from adapters.core.poll_state import encode_state
 from adapters.core.ratelimit import Unlimited
 from adapters.core.vendor import EventDraft
 from adapters.core.vendor_http import VendorClient, VendorResponse
+from adapters.settings import PolledVendorOptions, VendorOptions
 
 Fetch = Callable[[PageRequest], Awaitable[VendorResponse]]
 
@@ -44,7 +45,7 @@ class Runner:
         max_batch: int = 500,
         overlap_s: float = 2.0,
         start_from: Literal["beginning", "now"] = "beginning",
-        options: Any = None,
+        options: VendorOptions | None = None,
         now: Callable[[], datetime] | None = None,
     ) -> None:
         self.source = source
@@ -60,7 +61,7 @@ class Runner:
                 start_from=start_from,
             ),
             fetch=fetch,
-            options=options or {},
+            options=options or PolledVendorOptions(),
             now=now or (lambda: datetime.now(UTC)),
         )
         self.history: list[Committed] = []

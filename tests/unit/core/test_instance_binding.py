@@ -14,7 +14,14 @@ from adapters.config import InstanceConfig, parse_config
 from adapters.core.instance import build_instance
 from adapters.core.rest_command import rest_command
 from adapters.core.vendor import CommandSpec, PreparedCall
+from adapters.moco.undocumented import MocoOptions
 from adapters.registry import VENDORS
+
+
+class ZoneOptions(MocoOptions, kw_only=True, forbid_unknown_fields=True):
+    """Options with the company's time zone, as CMO's will declare it."""
+
+    time_zone: str = "UTC"
 
 
 class Due(msgspec.Struct, kw_only=True):
@@ -27,7 +34,7 @@ BASE = rest_command("workbridge.test.action.update", Due, "PUT", "/api/actions/{
 
 def bind(inst: InstanceConfig, commands: Mapping[str, CommandSpec]) -> Mapping[str, CommandSpec]:
     # CMO's rule: the last millisecond of the due day in the company's time zone, in UTC.
-    zone = ZoneInfo(inst.options.get("time_zone", "UTC"))
+    zone = ZoneInfo(ZoneOptions.of(inst).time_zone)
     plain = commands["workbridge.test.action.update"]
 
     def build(data: msgspec.Struct) -> PreparedCall:
@@ -52,7 +59,7 @@ def instance(time_zone: str) -> InstanceConfig:
                     "base_url": "https://x.mocoapp.com/api/v1",
                     "api_key": "k",
                     "webhook_secret": "1d608b9d72219b90ff2393a1d3ee0ac0",
-                    "options": {"time_zone": time_zone},
+                    "options": {"time_zone": time_zone} if time_zone else {},
                 }
             ],
         },
@@ -62,7 +69,9 @@ def instance(time_zone: str) -> InstanceConfig:
 
 
 def test_each_instance_builds_with_its_own_settings() -> None:
-    spec = dataclasses.replace(VENDORS["moco"], commands={BASE.type: BASE}, bind_commands=bind)
+    spec = dataclasses.replace(
+        VENDORS["moco"], options=ZoneOptions, commands={BASE.type: BASE}, bind_commands=bind
+    )
     berlin = build_instance(instance("Europe/Berlin"), spec, "wb")
     chicago = build_instance(instance("America/Chicago"), spec, "wb")
     data = Due(id=7, due_date="2026-03-02")
@@ -79,12 +88,15 @@ def test_each_instance_builds_with_its_own_settings() -> None:
 
 def test_a_binding_must_keep_the_catalogue() -> None:
     spec = dataclasses.replace(
-        VENDORS["moco"], commands={BASE.type: BASE}, bind_commands=lambda _i, _c: {}
+        VENDORS["moco"],
+        options=ZoneOptions,
+        commands={BASE.type: BASE},
+        bind_commands=lambda _i, _c: {},
     )
     with pytest.raises(ValueError, match="must keep"):
         build_instance(instance("UTC"), spec, "wb")
 
 
 def test_without_a_binding_the_instance_has_the_declared_catalogue() -> None:
-    inst = build_instance(instance("UTC"), VENDORS["moco"], "wb")
+    inst = build_instance(instance(""), VENDORS["moco"], "wb")
     assert inst.commands == VENDORS["moco"].commands

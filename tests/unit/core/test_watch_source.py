@@ -11,6 +11,7 @@ import msgspec
 from adapters.core.pagination import PageRequest
 from adapters.core.vendor_http import VendorResponse
 from adapters.core.watch_source import OptionIds, WatchTrackedIds, content_digest, watched_event
+from adapters.settings import PolledVendorOptions
 from tests.unit.core.poll_harness import Runner
 
 ACTION_ID = "14b44c76-b1d4-4df1-84b6-2f2f583ae67d"
@@ -52,8 +53,14 @@ def watch(**changes: Any) -> WatchTrackedIds:
     )
 
 
-def tracking(*ids: str) -> dict[str, Any]:
-    return {"watch_ids": {"actions": list(ids)}}
+class WatchOptions(PolledVendorOptions, kw_only=True):
+    """A watched vendor's options, as CMO's will declare them: the ids to follow."""
+
+    watch_ids: dict[str, list[str]] = msgspec.field(default_factory=dict)
+
+
+def tracking(*ids: str) -> WatchOptions:
+    return WatchOptions(watch_ids={"actions": list(ids)})
 
 
 async def test_a_changed_action_is_published_once_and_a_404_is_its_deletion() -> None:

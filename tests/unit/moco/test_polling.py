@@ -19,6 +19,7 @@ import pytest
 from adapters.core.list_source import ListByReplicationKey
 from adapters.moco.fake import FakeMoco, FakeMocoBehaviour
 from adapters.moco.resources import POLL
+from adapters.moco.undocumented import MocoOptions
 from tests.unit.core.poll_harness import Runner, client_fetch
 from tests.vendor_clock import VendorClock
 
@@ -315,7 +316,7 @@ async def test_an_instance_may_drop_the_order_and_is_still_judged_by_what_comes_
 ) -> None:
     made = companies(fake, clock, 4)
     clock.tick(5)  # no record changed near the listing's start
-    options = {"poll_params": {"companies": {"sort_by": None}}}
+    options = MocoOptions.decode({"poll_params": {"companies": {"sort_by": None}}})
     run = runner_for(page_size=2, options=options)
     done = await run.cycle()
     assert all("sort_by" not in q for q in listings(fake))

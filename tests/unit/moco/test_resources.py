@@ -11,8 +11,11 @@ from adapters.core.change_source import PolledRecord
 from adapters.core.list_source import ListByReplicationKey
 from adapters.core.pagination import PageRequest
 from adapters.core.vendor_http import VendorResponse
+from adapters.moco import SPEC
 from adapters.moco.resources import PAGINATOR, POLL, format_since, parse_time
 from adapters.moco.undocumented import MocoOptions
+from adapters.settings import InstanceConfig, OptionsError
+from adapters.validation import check_options
 
 RECORDS = [{"id": 1, "updated_at": "2018-10-17T09:33:46Z"}, {"id": 2, "x": [1]}]
 # The document's example: X-Page 3, X-Per-Page 100, X-Total 415 and the next page's Link.
@@ -49,8 +52,13 @@ def test_poll_params_override_names_known_resources_only() -> None:
     assert MocoOptions.decode({"poll_params": {"deals": {"sort_by": None}}}).poll_params == {
         "deals": {"sort_by": None}
     }
-    with pytest.raises(Exception, match="poll_params: unknown resource 'dealz'"):
-        MocoOptions.decode({"poll_params": {"dealz": {"sort_by": None}}})
+    inst = InstanceConfig(
+        vendor="moco",
+        base_url="https://x.mocoapp.com/api/v1",
+        options={"poll_params": {"dealz": {"sort_by": None}}},
+    )
+    with pytest.raises(OptionsError, match="poll_params: unknown resource 'dealz'"):
+        check_options(inst, SPEC)
 
 
 @pytest.mark.parametrize(
