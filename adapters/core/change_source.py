@@ -12,8 +12,8 @@ The sources a vendor declares:
 - `WatchTrackedIds` (watch_source.py): GET each tracked id, compare its content, 404 = deleted
   (CMO, which has no list endpoint);
 - recovery of missed webhooks is a `ListByReplicationKey` over the vendor's stored
-  notifications whose mapper builds the webhook path's own event (same id), so a change seen
-  by both is one event to consumers.
+  notifications whose mapper is `webhook_recovery.as_delivered(<the webhook mapper>)`: it
+  builds the webhook path's own event (same id), so a change seen by both is one event.
 """
 
 from __future__ import annotations
@@ -129,8 +129,14 @@ class PolledRecord(msgspec.Struct, frozen=True, kw_only=True):
     record: dict[str, Any]
 
 
+class UnmappableRecord(Exception):
+    """A polled record the vendor's mapper cannot turn into an event; the text is the DLQ's
+    reason. The record goes to the DLQ and its resource goes on."""
+
+
 RecordMapper = Callable[[PolledRecord], EventDraft]
-"""The vendor's mapping of a polled record to its event type, subject, id and data."""
+"""The vendor's mapping of a polled record to its event type, subject, id and data; raises
+`UnmappableRecord` for one it cannot map."""
 
 
 def change_id(seen: PolledRecord) -> str:

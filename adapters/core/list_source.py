@@ -27,6 +27,7 @@ from adapters.core.change_source import (
     PollError,
     RecordMapper,
     Step,
+    UnmappableRecord,
 )
 from adapters.core.listing_guard import Verdict, judge
 from adapters.core.pagination import JsonPath, PageRequest, PageWalk, PaginationLoop, Paginator, dig
@@ -133,7 +134,8 @@ class _Pass:
             after = self._advance(listing, request, keyed, total, verdict, following, records)
             done = after.next is None
             single = done and after.index == 1 and after.rewinds == 0 and self.resumed is None
-            events = self._publish(good, floor)
+            events, unmappable = self._publish(good, floor)
+            dead += unmappable
             if single and not events and not dead:
                 return  # nothing new on the only page: the committed state still holds
             for step in self._chunks(events, dead, listing, after):
@@ -212,8 +214,11 @@ class _Pass:
                 dead.append(DeadLetter(record=record, reason=reason, record_id=rid))
         return good, dead
 
-    def _publish(self, good: list[Keyed], floor: datetime | None) -> list[Published]:
-        """The page's new versions, oldest first, as events (`seen` is not changed yet)."""
+    def _publish(
+        self, good: list[Keyed], floor: datetime | None
+    ) -> tuple[list[Published], list[DeadLetter]]:
+        """The page's new versions, oldest first, as events, and those the vendor's mapper
+        refused, as dead letters (`seen` is not changed yet)."""
         newest: dict[str, Keyed] = {}
         for ts, rid, record in good:
             if floor is not None and ts < floor:
@@ -221,7 +226,8 @@ class _Pass:
             if self.seen.get(rid) == ts or (rid in newest and newest[rid][0] >= ts):
                 continue
             newest[rid] = (ts, rid, record)
-        events = []
+        events: list[Published] = []
+        dead: list[DeadLetter] = []
         for ts, rid, record in sorted(newest.values(), key=lambda item: (item[0], item[1])):
             seen = PolledRecord(
                 instance=self.ctx.instance,
@@ -231,8 +237,11 @@ class _Pass:
                 changed=ts,
                 record=record,
             )
-            events.append(Published(self.src.to_event(seen), rid, ts))
-        return events
+            try:
+                events.append(Published(self.src.to_event(seen), rid, ts))
+            except UnmappableRecord as exc:
+                dead.append(DeadLetter(record=record, reason=str(exc), record_id=rid))
+        return events, dead
 
     def _advance(
         self,
