@@ -3,16 +3,27 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+
+_RECHECK_S = 0.5
 
 
 class SlidingWindowLimiter:
-    """At most `requests` starts in any `per_seconds` window, plus pauses the vendor asks for.
+    """At most `requests` requests in any `per_seconds` window, plus pauses the vendor asks for.
 
-    The window is widened by `margin_s` because the vendor counts arrivals, not our send
-    times: network jitter can pull two of our sends closer together at the vendor's end.
+    A request holds its slot from the moment it is let through until `window` after its
+    answer came back (`slot()`), not from when it was let through: the vendor counts
+    arrivals, and an arrival lies somewhere between the two. So however the network, a
+    Kafka commit made before the send (the command worker's in-flight mark) or the vendor's
+    own queue delays a request, the vendor never sees more than the budget in a window.
+    `margin_s` widens the window for clocks that tick coarsely at the vendor's end.
+
+    `capacity`, when given, says how many of the `requests` this process may use now (its
+    share of a budget that several processes split, see budget.py); it is read at every
+    admission, so a share that shrinks takes effect at once.
     """
 
     def __init__(
@@ -20,32 +31,84 @@ class SlidingWindowLimiter:
         requests: int,
         per_seconds: float,
         *,
-        margin_s: float = 0.25,
+        margin_s: float = 0.1,
         clock: Callable[[], float] = time.monotonic,
+        capacity: Callable[[], int] | None = None,
     ) -> None:
         if requests < 1:
             raise ValueError("requests must be at least 1")
         self.requests = requests
         self.window = per_seconds + margin_s
         self._clock = clock
-        self._starts: deque[float] = deque()
+        self._capacity = capacity
+        # When each finished request's slot frees (answers come back in time order, so the
+        # deque stays sorted).
+        self._frees: deque[float] = deque()
+        self.in_flight = 0
         self._paused_until = 0.0
         self._lock = asyncio.Lock()
+        self._idle = asyncio.Event()
+        self._idle.set()
 
-    async def acquire(self) -> None:
-        """Wait until one more request may start, then count it."""
+    @property
+    def capacity(self) -> int:
+        """The requests this process may have in a window now."""
+        if self._capacity is None:
+            return self.requests
+        return max(0, min(self.requests, self._capacity()))
+
+    def occupied(self) -> int:
+        """Slots held now: requests in flight and those answered less than a window ago."""
+        now = self._clock()
+        while self._frees and self._frees[0] <= now:
+            self._frees.popleft()
+        return self.in_flight + len(self._frees)
+
+    async def _admit(self) -> None:
         async with self._lock:  # FIFO: waiting callers are served in arrival order
             while True:
                 now = self._clock()
-                while self._starts and now - self._starts[0] >= self.window:
-                    self._starts.popleft()
                 wait = self._paused_until - now
-                if len(self._starts) >= self.requests:
-                    wait = max(wait, self._starts[0] + self.window - now)
+                if self.occupied() >= self.capacity:
+                    # The first slot frees a window after the oldest answer; one in flight
+                    # frees later still. A shared capacity can grow meanwhile: look again at
+                    # least every half second.
+                    first_free = self._frees[0] - now if self._frees else _RECHECK_S
+                    wait = max(wait, min(first_free, _RECHECK_S))
                 if wait <= 0:
-                    self._starts.append(now)
+                    self.in_flight += 1
+                    self._idle.clear()
                     return
                 await asyncio.sleep(wait)
+
+    def _done(self) -> None:
+        self.in_flight -= 1
+        self._frees.append(self._clock() + self.window)
+        if self.in_flight == 0:
+            self._idle.set()
+
+    @contextlib.asynccontextmanager
+    async def slot(self) -> AsyncIterator[None]:
+        """Wait until one more request may go out; hold its slot until a window after the
+        block ends (the answer came back, or the request failed)."""
+        await self._admit()
+        try:
+            yield
+        finally:
+            self._done()
+
+    async def acquire(self) -> None:
+        """Take a slot for a request sent right away (held for one window from now)."""
+        await self._admit()
+        self._done()
+
+    async def quiesce(self, timeout_s: float) -> bool:
+        """Wait until no request is in flight (at most `timeout_s`); whether none is."""
+        try:
+            await asyncio.wait_for(self._idle.wait(), timeout_s)
+        except TimeoutError:
+            return False
+        return True
 
     def pause(self, seconds: float) -> None:
         """Start nothing for `seconds` (a 429's Retry-After, an exhausted quota until reset)."""
@@ -69,14 +132,21 @@ class Unlimited(SlidingWindowLimiter):
         super().__init__(1, 1.0, margin_s=0.0, clock=clock)
         self.requests = 0  # no window of our own
 
-    async def acquire(self) -> None:
-        """Wait only while the vendor asked for a pause."""
+    async def _admit(self) -> None:
+        # Wait only while the vendor asked for a pause.
         async with self._lock:
             # A pause can be extended while we sleep (another 429): look again after it.
             wait = self._paused_until - self._clock()
             while wait > 0:
                 await asyncio.sleep(wait)
                 wait = self._paused_until - self._clock()
+            self.in_flight += 1
+            self._idle.clear()
+
+    def _done(self) -> None:
+        self.in_flight -= 1
+        if self.in_flight == 0:
+            self._idle.set()
 
 
 Limiter = SlidingWindowLimiter

@@ -158,12 +158,14 @@ class VendorClient:
                 credentials = await self.auth.headers(self._send_unauthenticated)
             except AuthFailed as exc:
                 raise CredentialsUnavailable(str(exc), permanent=exc.permanent) from None
-            await self.limiter.acquire()
-            if before_send is not None and not renewed:
-                await before_send()
-            answer = await self._send(
-                method, url, path_or_url, params, json, {**credentials, **(headers or {})}
-            )
+            # The slot is held from here until a window after the answer: the in-flight
+            # mark's commit and the network delay the request's arrival, not its count.
+            async with self.limiter.slot():
+                if before_send is not None and not renewed:
+                    await before_send()
+                answer = await self._send(
+                    method, url, path_or_url, params, json, {**credentials, **(headers or {})}
+                )
             if answer.status == 401 and not renewed and await self.auth.expired(credentials):
                 renewed = True
                 continue
@@ -173,8 +175,8 @@ class VendorClient:
         self, method: str, path: str, json: Any, headers: Mapping[str, str]
     ) -> VendorResponse:
         # The token request: within the budget like any other, without credentials headers.
-        await self.limiter.acquire()
-        return await self._send(method, self.url(path), path, None, json, headers)
+        async with self.limiter.slot():
+            return await self._send(method, self.url(path), path, None, json, headers)
 
     async def _send(
         self,

@@ -61,9 +61,9 @@ async def test_concurrent_callers_never_exceed_the_budget(clock: FakeClock) -> N
 
     await asyncio.gather(*(one() for _ in range(100)))
     assert len(starts) == 100
-    assert max_in_any_window(starts, 15.25) == 15
+    assert max_in_any_window(starts, limiter.window) == 15
     assert starts == sorted(starts)  # FIFO: served in arrival order
-    assert starts[-1] == 6 * 15.25
+    assert starts[-1] == pytest.approx(6 * 15.1)
 
 
 async def test_irregular_arrivals(clock: FakeClock) -> None:
@@ -140,3 +140,71 @@ async def test_unlimited_still_obeys_the_vendor(clock: FakeClock) -> None:
     u.observe_remaining(0, 12.0)
     await u.acquire()
     assert sum(clock.sleeps) >= 12.0
+
+
+async def test_a_slot_is_held_until_a_window_after_the_answer(clock: FakeClock) -> None:
+    # The vendor counts arrivals: a request let through at 0 whose answer came at 4 may have
+    # arrived at 4, so the next one may start only a window after that.
+    limiter = SlidingWindowLimiter(1, 10.0, margin_s=0.0, clock=clock)
+    async with limiter.slot():
+        clock.t += 4.0  # a slow commit before the send, then a slow answer
+    async with limiter.slot():
+        assert clock.t == 14.0
+
+
+async def test_requests_in_flight_count_against_the_budget(clock: FakeClock) -> None:
+    limiter = SlidingWindowLimiter(2, 10.0, margin_s=0.0, clock=clock)
+    started: list[float] = []
+    release = asyncio.Event()
+
+    async def one() -> None:
+        async with limiter.slot():
+            started.append(clock.t)
+            await release.wait()
+
+    tasks = [asyncio.create_task(one()) for _ in range(3)]
+    for _ in range(20):
+        await asyncio.sleep(0)  # the fake sleep: a third caller waits, the clock moves on
+    assert len(started) == 2 and limiter.in_flight == 2
+    answered_at = clock.t
+    release.set()
+    await asyncio.gather(*tasks)
+    assert started[2] >= answered_at + 10.0
+
+
+async def test_a_shared_capacity_is_read_at_every_admission(clock: FakeClock) -> None:
+    share = {"now": 0}
+    limiter = SlidingWindowLimiter(10, 1.0, clock=clock, capacity=lambda: share["now"])
+    waiter = asyncio.create_task(limiter.acquire())
+    for _ in range(5):
+        await asyncio.sleep(0)
+    assert not waiter.done()  # no share yet: nothing goes out
+    share["now"] = 2
+    await waiter
+    await limiter.acquire()
+    assert limiter.occupied() == 2
+    blocked = asyncio.create_task(limiter.acquire())
+    for _ in range(3):
+        await asyncio.sleep(0)
+    assert limiter.capacity == 2
+    await blocked  # freed a window later
+    assert clock.t >= limiter.window
+
+
+async def test_quiesce_waits_for_requests_in_flight() -> None:
+    limiter = SlidingWindowLimiter(5, 1.0)
+    assert await limiter.quiesce(0.01)
+    entered = asyncio.Event()
+    leave = asyncio.Event()
+
+    async def one() -> None:
+        async with limiter.slot():
+            entered.set()
+            await leave.wait()
+
+    task = asyncio.create_task(one())
+    await entered.wait()
+    assert not await limiter.quiesce(0.01)
+    leave.set()
+    assert await limiter.quiesce(1.0)
+    await task
