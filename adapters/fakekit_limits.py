@@ -51,16 +51,23 @@ class FakeRateLimit:
     _windows: dict[str, deque[float]] = field(default_factory=dict)
     rejected: int = 0
 
-    def check(self, key: str) -> Verdict:
-        """Count an arrival for `key` (admitted or not) and say how to answer it."""
-        now = self.clock()
+    def check(self, key: str, now: float | None = None) -> Verdict:
+        """Count an arrival for `key` (admitted or not) and say how to answer it.
+
+        `now` (on `clock`'s scale) is the arrival time when the caller already took it, so
+        that one request carries one time through a fake's logs and its limit.
+        """
+        if now is None:
+            now = self.clock()
         window = self._windows.setdefault(key if self.per_key else "*", deque())
         while window and window[0] <= now - self.window_s:
             window.popleft()
         admitted = len(window) < self.limit
         if admitted or self.counts_rejected:
             window.append(now)
-        wait = 0.0 if admitted else max(0.0, window[0] + self.window_s - now)
+        # An empty window that still refuses is a zero limit: nothing frees within a window.
+        oldest = window[0] if window else now
+        wait = 0.0 if admitted else max(0.0, oldest + self.window_s - now)
         headers: dict[str, str] = {}
         if self.headers is not None:
             reset_in = (window[0] + self.window_s - now) if window else 0.0

@@ -10,6 +10,11 @@ Wherever the document is silent the fake has to guess. Every guess lives in ONE 
 `FakeMocoBehaviour` just below, each marked `# not in the vendor document`, so a reader sees
 what is documented and what is assumed, and a test can flip an assumption via the constructor.
 
+The shared parts come from the fake kit, set from `FakeMocoBehaviour` on every request:
+`LinkHeaderPages` (adapters/fakekit_pages.py) cuts listings, `FakeRateLimit`
+(adapters/fakekit_limits.py) is the sliding window, and `MessageErrors`
+(adapters/fakekit_errors.py) is the `{"message": …}` error body.
+
 Besides the API the fake offers test handles: `fail_next`/`delay_next` fault injection,
 `calls`/`requests`/`deliveries` logs, `max_requests_in_any_window`, simulated UI changes
 (`create_record`, `update_record`, `delete_record`), `put_raw_record` for a record in a shape
@@ -23,11 +28,9 @@ import asyncio
 import copy
 import hashlib
 import hmac
-import math
 import re
 import time
 import uuid
-from collections import deque
 from collections.abc import Callable, Mapping
 from datetime import UTC, date, datetime
 from email.utils import format_datetime
@@ -45,6 +48,9 @@ from adapters.fakekit import (
     read_json_object,
     retry_after_headers,
 )
+from adapters.fakekit_errors import MessageErrors
+from adapters.fakekit_limits import FakeRateLimit
+from adapters.fakekit_pages import LinkHeaderPages, PageQueryError
 
 Record = dict[str, Any]
 """A MOCO entity as the API shows it: `id`, `created_at`, `updated_at`, `custom_properties`, …"""
@@ -290,27 +296,6 @@ class Delivery(DeliveryRecord, kw_only=True):
         return self.status is not None and 200 <= self.status < 300
 
 
-class _SlidingWindow:
-    """At most `limit` admissions in any window of `window_s` seconds."""
-
-    def __init__(self, limit: int, window_s: float) -> None:
-        self._limit = limit
-        self._window_s = window_s
-        self._times: deque[float] = deque()
-
-    def admit(self, now: float, *, count_rejected: bool) -> float | None:
-        """Admit at `now` and return None, or return the seconds until a slot frees."""
-        while self._times and self._times[0] <= now - self._window_s:
-            self._times.popleft()
-        if len(self._times) < self._limit:
-            self._times.append(now)
-            return None
-        wait = self._times[0] + self._window_s - now
-        if count_rejected:
-            self._times.append(now)
-        return wait
-
-
 class _ApiError(Exception):
     """Ends a handler with `{"message": ...}` and a status."""
 
@@ -320,8 +305,11 @@ class _ApiError(Exception):
         self.message = message
 
 
+_ERRORS = MessageErrors()
+
+
 def _message(status: int, message: str, headers: Mapping[str, str] | None = None) -> web.Response:
-    return json_response({"message": message}, status, headers)
+    return _ERRORS.response(status, message, headers)
 
 
 _DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
@@ -391,7 +379,9 @@ class FakeMoco(FakeServer[WebhookMessage]):
         resources = set(self.behaviour.resource_paths.values())
         self._store: dict[str, dict[int, Record]] = {name: {} for name in resources}
         self._next_id: dict[str, int] = dict.fromkeys(resources, self.behaviour.first_id)
-        self._limiters: dict[str, _SlidingWindow] = {}
+        # Its budget and switches are set from `rate_limit` and `behaviour` on every request
+        # (see `_rate_limit`); the fake passes each request's arrival time.
+        self._limiter = FakeRateLimit(limit=0, window_s=0.0, clock=time.monotonic)
         self._idempotent: dict[tuple[str, str, str, str], tuple[int, bytes]] = {}
 
         self.calls: list[RecordedCall] = []
@@ -749,20 +739,19 @@ class FakeMoco(FakeServer[WebhookMessage]):
 
     def _rate_limit(self, key: str, now: float) -> web.Response | None:
         assert self.rate_limit is not None
-        limit, window_s = self.rate_limit
-        scope = key if self.behaviour.rate_limit_per_key else "*"
-        limiter = self._limiters.get(scope)
-        if limiter is None:
-            limiter = self._limiters[scope] = _SlidingWindow(limit, window_s)
-        wait = limiter.admit(now, count_rejected=self.behaviour.rate_limit_counts_rejected)
-        if wait is None:
+        limiter = self._limiter
+        # Read on every request: tests swap `behaviour` (and may change `rate_limit`) on a
+        # running fake, and the change applies from the next request on.
+        limiter.limit, limiter.window_s = self.rate_limit
+        limiter.per_key = self.behaviour.rate_limit_per_key
+        limiter.counts_rejected = self.behaviour.rate_limit_counts_rejected
+        limiter.send_retry_after = self.behaviour.send_retry_after
+        verdict = limiter.check(key, now)
+        if verdict.admitted:
             self.request_times.append(now)
             return None
         self.rejected_429 += 1
-        headers = {}
-        if self.behaviour.send_retry_after:
-            headers["Retry-After"] = str(max(1, math.ceil(wait)))
-        return _message(429, "Too Many Requests", headers)
+        return _message(429, "Too Many Requests", verdict.headers)
 
     async def _dispatch(self, request: web.Request, identity: tuple[str, int]) -> web.Response:
         parts = [part for part in request.match_info["tail"].split("/") if part]
@@ -815,10 +804,16 @@ class FakeMoco(FakeServer[WebhookMessage]):
             else:
                 records = [r for r, at in stamped if at is not None and at > after]
 
-        page = self._positive_int(query, "page", 1)
-        per_page = self._positive_int(query, "per_page", self.per_page_default)
-        if behaviour.per_page_max is not None:
-            per_page = min(per_page, behaviour.per_page_max)
+        pages = LinkHeaderPages(
+            default_per_page=self.per_page_default,
+            max_per_page=behaviour.per_page_max,
+            link_keeps_query=behaviour.link_keeps_query_params,
+        )
+        # Checked before sort_by, so the first bad parameter is the one answered.
+        try:
+            window = pages.window(query)
+        except PageQueryError as error:
+            raise _ApiError(bad, error.message) from None
 
         # Stable sorts: first by id, then by the requested field, so ties stay id-ascending.
         records.sort(key=lambda r: _sort_key(r.get("id")))
@@ -833,34 +828,17 @@ class FakeMoco(FakeServer[WebhookMessage]):
                 descending = len(words) == 2 and words[1] == "desc"
         records.sort(key=lambda r: _sort_key(r.get(sort_field)), reverse=descending)
 
-        total = len(records)
-        chunk = records[(page - 1) * per_page : page * per_page]
+        page = pages.cut(records, window, request.url)
         headers = {
-            "X-Page": str(page),
-            "X-Per-Page": str(per_page),
-            "X-Total": str(total),
+            **page.headers,
             # The vendor's clock, as the listing was made: what a client bounds its cursor by.
             "Date": format_datetime(self._clock().astimezone(UTC), usegmt=True),
         }
-        if page * per_page < total:
-            if behaviour.link_keeps_query_params:
-                next_url = request.url.update_query(page=str(page + 1))
-            else:
-                next_url = request.url.with_query(page=str(page + 1))
-            headers["Link"] = f'<{next_url}>; rel="next"'
-        response = json_response(chunk, headers=headers)
+        response = json_response(page.items, headers=headers)
         if self.after_list_page is not None:
             # The page is cut: a change made now is one "while the listing is being paged".
-            self.after_list_page(resource, page)
+            self.after_list_page(resource, window.page)
         return response
-
-    def _positive_int(self, query: Mapping[str, str], name: str, default: int) -> int:
-        raw = query.get(name)
-        if raw is None:
-            return default
-        if not raw.isdigit() or int(raw) < 1:
-            raise _ApiError(self.behaviour.invalid_query_status, f"{name} must be an integer >= 1")
-        return int(raw)
 
     async def _mutate(
         self,

@@ -48,3 +48,20 @@ def test_counting_rejected_requests_keeps_a_hammering_client_out() -> None:
     assert not limit.check("k").admitted
     global_limit = FakeRateLimit(1, 10.0, per_key=False, clock=clock)
     assert global_limit.check("a").admitted and not global_limit.check("b").admitted
+
+
+def test_the_caller_may_pass_the_arrival_time() -> None:
+    # A fake that stamps its request log with one time passes the same to the limit.
+    limit = FakeRateLimit(1, 10.0, clock=lambda: 0.0)
+    assert limit.check("k", now=100.0).admitted
+    refused = limit.check("k", now=104.5)
+    assert not refused.admitted and refused.wait_s == 5.5
+    assert refused.headers == {"Retry-After": "6"}
+    assert limit.check("k", now=110.0).admitted
+
+
+def test_a_zero_limit_refuses_everything_without_failing() -> None:
+    limit = FakeRateLimit(0, 10.0, clock=Clock())
+    refused = limit.check("k")
+    assert not refused.admitted and refused.headers == {"Retry-After": "10"}
+    assert limit.rejected == 1
