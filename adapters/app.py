@@ -15,6 +15,7 @@ from aiokafka.client import AIOKafkaClient
 from aiokafka.errors import KafkaError
 
 from adapters.config import Config
+from adapters.core.budget import BudgetShare, budget_partitions
 from adapters.core.command_worker import CommandWorker
 from adapters.core.http_server import BoundedAppRunner
 from adapters.core.instance import Instance, build_instance
@@ -58,6 +59,7 @@ class Bridge:
         self.server: WebhookServer | None = None
         self.pollers: list[PollRunner] = []
         self.workers: list[CommandWorker] = []
+        self.budgets: dict[str, BudgetShare] = {}
         self._runner: BoundedAppRunner | None = None
         self._site: web.TCPSite | None = None
         self._kafka_ok = False
@@ -84,6 +86,13 @@ class Bridge:
         for inst in self.instances.values():
             for warning in inst.spec.startup_warnings(inst.cfg):
                 log.warning("%s: %s", inst.name, warning)
+            if inst.cfg.rate_limit is not None and inst.cfg.rate_limit.processes is not None:
+                log.warning(
+                    "%s: rate_limit.processes is ignored: the processes that call the vendor "
+                    "share its budget through Kafka (README: how the rate budget is shared); "
+                    "remove the key",
+                    inst.name,
+                )
         # Health endpoints answer from the first moment, so Kubernetes sees a live process.
         await self._start_http()
         await self._wait_for_kafka(say)
@@ -103,6 +112,8 @@ class Bridge:
             self.server.publisher = self.publisher
         self._kafka_ok = True
         self._health_task = asyncio.create_task(self._watch_kafka())
+        for inst in self._budgeted():
+            await self._share_budget(inst)
         for inst in self.instances.values():
             if roles.pollers and inst.cfg.polling.enabled and inst.spec.poll is not None:
                 runner = PollRunner(inst, self.config.kafka, self.metrics, on_fatal=self.fail)
@@ -122,6 +133,36 @@ class Bridge:
             f"workbridge ready on port {self.port}: {len(self.instances)} instance(s), "
             f"{len(self.pollers)} poller(s), {len(self.workers)} command worker(s)"
         )
+
+    def _calls_vendor(self, inst: Instance) -> bool:
+        roles = self.config.roles
+        polls = roles.pollers and inst.cfg.polling.enabled and inst.spec.poll is not None
+        commands = roles.commands and inst.cfg.commands.enabled and bool(inst.spec.commands)
+        return polls or commands
+
+    def _budgeted(self) -> list[Instance]:
+        """Instances this process calls with a budget of known size: shared through Kafka."""
+        return [
+            inst
+            for inst in self.instances.values()
+            if self._calls_vendor(inst) and inst.client.limiter.requests > 0
+        ]
+
+    async def _share_budget(self, inst: Instance) -> None:
+        limiter = inst.client.limiter
+        share = BudgetShare(
+            self.config.kafka,
+            topic=inst.topics.budget,
+            group_id=inst.topics.group("budget"),
+            partitions=budget_partitions(limiter.requests),
+            requests=limiter.requests,
+            window_s=limiter.window,
+            quiesce=limiter.quiesce,
+            name=inst.name,
+        )
+        limiter.share(share.capacity)
+        await share.start()
+        self.budgets[inst.name] = share
 
     async def _start_http(self) -> None:
         self.server = WebhookServer(
@@ -161,6 +202,10 @@ class Bridge:
                     max_record_bytes=self.max_record_bytes,
                     # Only a webhook receiver writes records that large.
                     check_record_bytes=self.config.roles.webhooks,
+                    budgets={
+                        inst.topics.budget: budget_partitions(inst.client.limiter.requests)
+                        for inst in self._budgeted()
+                    },
                 )
                 return
             except KafkaAccessError as exc:
@@ -230,6 +275,8 @@ class Bridge:
             *(poller.stop() for poller in self.pollers),
             return_exceptions=True,
         )
+        # Released once the calls are done, so that the next owner of a share can use it.
+        await asyncio.gather(*(b.stop() for b in self.budgets.values()), return_exceptions=True)
         if self.server is not None:
             self.server.draining = True
         if self._runner is not None:

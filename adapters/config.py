@@ -176,12 +176,6 @@ def _check_instances(config: Config) -> None:
             raise ConfigError(
                 f"{where}.base_url: {inst.base_url!r} must start with http:// or https://"
             )
-        limit = inst.rate_limit
-        if limit is not None and limit.processes > limit.requests:
-            raise ConfigError(
-                f"{where}.rate_limit.processes: {limit.processes} processes cannot share "
-                f"{limit.requests} requests; run fewer processes for this instance"
-            )
 
 
 def load_config(

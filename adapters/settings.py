@@ -202,9 +202,9 @@ class RateLimitConfig(_Base):
 
     requests: Positive
     per_seconds: PositiveFloat
-    # Processes that call this instance's vendor (pollers and command workers together):
-    # each takes requests / processes, so the deployment as a whole stays within the limit.
-    processes: Positive = 1
+    # Deprecated and ignored: the processes that call the vendor share the budget through
+    # Kafka (adapters/core/budget.py). Accepted so that old files still load (with a warning).
+    processes: Positive | None = None
     # For fakes and load tests only: allow a budget above the vendor's documented limit.
     above_documented: bool = False
 

@@ -70,10 +70,11 @@ class Instance:
 
 
 def build_limiter(inst: InstanceConfig, spec: VendorSpec) -> Limiter:
-    """The instance's share of its vendor budget (configured, else documented, else none)."""
+    """The instance's vendor budget (configured, else documented, else none). A process
+    that runs with others shares it with them through the budget group (budget.py)."""
     limit = inst.rate_limit
     if limit is not None:
-        return SlidingWindowLimiter(limit.requests // limit.processes, limit.per_seconds)
+        return SlidingWindowLimiter(limit.requests, limit.per_seconds)
     if spec.rate_limit is not None:
         return SlidingWindowLimiter(spec.rate_limit.requests, spec.rate_limit.per_seconds)
     return Unlimited()

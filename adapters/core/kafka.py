@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -120,6 +121,11 @@ class Topics:
         """Internal, compacted: the idempotency ledger, co-partitioned with `commands`."""
         return f"{self.prefix}.{self.name}.state.ledger"
 
+    @property
+    def budget(self) -> str:
+        """Internal, compacted: the vendor budget's shares, one unit per partition (budget.py)."""
+        return f"{self.prefix}.{self.name}.state.budget"
+
     def group(self, role: str) -> str:
         """Consumer group id of a role for this instance."""
         return f"{self.prefix}.{self.name}.{role}"
@@ -152,8 +158,12 @@ async def ensure_topics(
     *,
     max_record_bytes: int | None = None,
     check_record_bytes: bool = True,
+    budgets: Mapping[str, int] | None = None,
 ) -> None:
     """Create missing topics; check that each ledger has its commands topic's partitions.
+
+    `budgets` names the budget topics to create (topic -> partitions); one that exists with
+    another count is used as it is (see budget.py: shares are then rounded down).
 
     With `max_record_bytes`, the events and DLQ topics are created to hold records of that
     size, and (with `check_record_bytes`) existing ones that allow less stop start-up.
@@ -175,6 +185,8 @@ async def ensure_topics(
             if t.commands in existing_names:
                 ledger_parts = await _partition_count(admin, t.commands)
             wanted.append(NewTopic(t.ledger, ledger_parts, repl, topic_configs=configs["ledger"]))
+        for name, count in (budgets or {}).items():
+            wanted.append(NewTopic(name, count, repl, topic_configs=configs["cursors"]))
         missing = [n for n in wanted if n.name not in existing_names]
         if missing:
             if not cfg.topics.create:

@@ -50,6 +50,10 @@ class SlidingWindowLimiter:
         self._idle = asyncio.Event()
         self._idle.set()
 
+    def share(self, capacity: Callable[[], int]) -> None:
+        """From now on, use only `capacity()` of the budget (this process's share of it)."""
+        self._capacity = capacity
+
     @property
     def capacity(self) -> int:
         """The requests this process may have in a window now."""

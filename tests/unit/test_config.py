@@ -90,6 +90,7 @@ def test_full_instance() -> None:
     assert inst.polling.resources == ["projects", "activities"]
     assert inst.polling.interval_s == 30.0
     assert inst.commands.deadline_s == 60.0
+    # Deprecated: still read (old files load), ignored with a warning at start-up.
     assert inst.rate_limit is not None and inst.rate_limit.processes == 2
     assert isinstance(inst.options, MocoOptions)
     assert inst.options.resource_paths == {**RESOURCE_PATHS, "projects": "/p"}
@@ -475,10 +476,6 @@ def test_load_config_error_names_the_key(tmp_path: Path) -> None:
             "exceeds moco's documented 15 per 15s",
         ),
         ({"rate_limit": {"requests": 10, "per_seconds": 5}}, "exceeds moco's documented"),
-        (
-            {"rate_limit": {"requests": 4, "per_seconds": 15, "processes": 5}},
-            "rate_limit.processes",
-        ),
         ({"polling": {"enabled": True}}, "polling is enabled but resources is empty"),
         (
             {"commands": {"enabled": True, "concurrency": 0}},
