@@ -487,7 +487,6 @@ class FakeMobilityWork(FakeServer[WebhookMessage]):
         self.network_id = network_id
         self.network_name = network_name
         self._clock: Callable[[], datetime] = clock or (lambda: datetime.now(UTC))
-        self._date_time_re = re.compile(self.behaviour.date_time_pattern)
 
         self.equipments: dict[int | str, Equipment] = {}
         self.users: dict[int, User] = {}
@@ -696,7 +695,7 @@ class FakeMobilityWork(FakeServer[WebhookMessage]):
             for user in (self.users.get(i) for i in stored.assignee_ids)
             if user is not None
         ]
-        return {
+        resource: Json = {
             "id": stored.id,
             "description": stored.description,
             "equipment": {
@@ -707,8 +706,13 @@ class FakeMobilityWork(FakeServer[WebhookMessage]):
             "endDateTime": stored.end_date_time,
             "allDay": stored.all_day,
             "assignees": assignees,
-            **msgspec.json.decode(msgspec.json.encode(self.behaviour.task_default_fields)),
         }
+        # The default fields only fill in: a default named like one of the task's own fields
+        # (say `assignees`) must not replace what the task holds.
+        defaults = msgspec.json.decode(msgspec.json.encode(self.behaviour.task_default_fields))
+        for key, value in defaults.items():
+            resource.setdefault(key, value)
+        return resource
 
     def redeliver(self, delivery_index: int) -> None:
         """Send the request of `deliveries[delivery_index]` again, byte for byte, headers
@@ -1076,7 +1080,9 @@ class FakeMobilityWork(FakeServer[WebhookMessage]):
         if not isinstance(value, str):
             self._type_error(errors, _pointer(name), "string", value)
             return None
-        valid = bool(self._date_time_re.match(value))
+        # Read from the behaviour at each check (re caches the compiled pattern), so that a
+        # test that swaps `behaviour` on a running fake gets the pattern it set.
+        valid = bool(re.match(self.behaviour.date_time_pattern, value))
         if valid:
             try:
                 parsed = datetime.fromisoformat(value)
