@@ -146,10 +146,16 @@ def change_id(seen: PolledRecord) -> str:
 
 
 def created_or_updated(
-    vendor: str, event_resource: str, *, replication_key: str, created_key: str | None
+    vendor: str,
+    event_resource: str,
+    *,
+    replication_key: str,
+    created_key: str | None,
+    event_id: Callable[[PolledRecord], str] = change_id,
 ) -> RecordMapper:
     """`workbridge.<vendor>.<event_resource>.created` when the record's creation time equals
-    its change time, else `.updated`; subject `<event_resource>/<id>`."""
+    its change time, else `.updated`; subject `<event_resource>/<id>`. `event_id` is the
+    vendor's rule where its webhooks carry the same change (so both paths give one id)."""
 
     def to_event(seen: PolledRecord) -> EventDraft:
         record = seen.record
@@ -158,7 +164,7 @@ def created_or_updated(
         return EventDraft(
             type=f"workbridge.{vendor}.{event_resource}.{verb}",
             subject=f"{event_resource}/{seen.id}",
-            id=change_id(seen),
+            id=event_id(seen),
             time=seen.changed,
             data=msgspec.json.encode(record),
         )

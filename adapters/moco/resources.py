@@ -11,6 +11,7 @@ from adapters.core.change_source import created_or_updated
 from adapters.core.list_source import ListByReplicationKey
 from adapters.core.pagination import HeaderLinkPaginator
 from adapters.core.vendor import PollResource, PollSpec
+from adapters.moco.ids import change_event_id, parse_time
 from adapters.moco.undocumented import PAGE_SIZE_PARAM, POLL_PARAMS, RESOURCE_PATHS
 
 _SINGULAR = {
@@ -25,12 +26,6 @@ _SINGULAR = {
 
 # Documented: X-Total is the number of entries, and no Link rel="next" means the last page.
 PAGINATOR = HeaderLinkPaginator(size_param=PAGE_SIZE_PARAM, total_header="x-total")
-
-
-def parse_time(value: str) -> datetime:
-    """MOCO timestamps: ISO 8601 in UTC."""
-    parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
 def format_since(value: datetime) -> str:
@@ -48,7 +43,14 @@ def listing(name: str, path: str) -> ListByReplicationKey:
         since_param="updated_after",  # documented filter for synchronisation
         format_since=format_since,
         to_event=created_or_updated(
-            "moco", _SINGULAR[name], replication_key="updated_at", created_key="created_at"
+            "moco",
+            _SINGULAR[name],
+            replication_key="updated_at",
+            created_key="created_at",
+            # The webhook of the same change gets the same id (ids.py).
+            event_id=lambda seen: change_event_id(
+                seen.instance, _SINGULAR[name], seen.id, seen.changed
+            ),
         ),
         params=POLL_PARAMS,
         # POLL_PARAMS ask for it; every page is checked against it.

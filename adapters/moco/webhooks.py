@@ -8,11 +8,13 @@ import hashlib
 import hmac
 import re
 from datetime import UTC, datetime
+from typing import Any
 
 import msgspec
 
 from adapters.core.cloudevents_codec import stable_id
 from adapters.core.vendor import EventDraft, WebhookRejected, WebhookRequest, WebhookUnparseable
+from adapters.moco.ids import change_event_id, parse_time
 from adapters.moco.undocumented import TARGET_RESOURCES
 from adapters.settings import InstanceConfig
 
@@ -58,6 +60,19 @@ def past_tense(verb: str) -> str:
     return f"{verb}ed"
 
 
+def _event_id(
+    instance: str, resource: str, action: str, payload: dict[str, Any], body: bytes
+) -> str:
+    """The change's id, which the poll of the same version gets too (ids.py); for a delete,
+    or a body without a readable `updated_at`, an id from the signed body and the verb (a
+    delete may carry the same body as the last update)."""
+    updated_at = payload.get("updated_at")
+    if action.lower() != "delete" and isinstance(updated_at, str):
+        with contextlib.suppress(ValueError):
+            return change_event_id(instance, resource, payload["id"], parse_time(updated_at))
+    return stable_id(instance, "webhook", resource, action, hashlib.sha256(body).digest())
+
+
 def to_events(request: WebhookRequest, instance: str) -> list[EventDraft]:
     """One event per webhook; the type comes from X-Moco-Target and X-Moco-Event."""
     target = request.headers.get("x-moco-target", "").strip()
@@ -85,11 +100,7 @@ def to_events(request: WebhookRequest, instance: str) -> list[EventDraft]:
         EventDraft(
             type=f"workbridge.moco.{resource}.{past_tense(action)}",
             subject=f"{resource}/{payload['id']}",
-            # Only the body is signed, so the id rests on it (the record with its update time)
-            # and on the verb: a delete may carry the same body as the last update.
-            id=stable_id(
-                instance, "webhook", resource, action, hashlib.sha256(request.body).digest()
-            ),
+            id=_event_id(instance, resource, action, payload, request.body),
             time=when,
             data=request.body,
             extensions=extensions,
