@@ -56,11 +56,23 @@ CLOCK_SKEW_S = 1.0
 QUIESCE_S = 30.0
 
 
+# Fewest partitions a large budget is cut into: as many processes can each have a share.
+MIN_BUDGET_PARTITIONS = 12
+
+
 def budget_partitions(requests: int, limit: int = MAX_BUDGET_PARTITIONS) -> int:
-    """The budget topic's partitions for a budget of `requests`: the largest divisor of it up
-    to `limit`, so that every partition is a whole number of requests and any split of the
-    partitions between processes adds up to the whole budget."""
-    return max(d for d in range(1, min(requests, limit) + 1) if requests % d == 0)
+    """The budget topic's partitions for a budget of `requests`.
+
+    Up to `limit` requests, one partition per request: any split between processes adds up
+    to the whole budget. Above, the largest divisor of `requests` up to `limit` (whole
+    requests per partition, still exact) unless that leaves fewer than
+    `MIN_BUDGET_PARTITIONS` (a prime such as 61): then `limit` partitions, and a process's
+    share is rounded down (it loses less than one request per window).
+    """
+    if requests <= limit:
+        return requests
+    divisor = max(d for d in range(1, limit + 1) if requests % d == 0)
+    return divisor if divisor >= MIN_BUDGET_PARTITIONS else limit
 
 
 class Holding(msgspec.Struct, frozen=True):
@@ -314,6 +326,14 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
         consumer = self.share.consumer
         if consumer is not None:
             self.share.topic_partitions(consumer.partitions_for_topic(self.share.topic))
+        if not assigned:
+            log.warning(
+                "budget %s: this process holds no share of the vendor budget (more processes "
+                "call the vendor than %s has partitions); its vendor calls wait until a "
+                "rebalance gives it one: run fewer replicas",
+                self.share.name,
+                self.share.topic,
+            )
         self.share.assign([tp.partition for tp in assigned])
         if consumer is not None and assigned:
             consumer.pause(*assigned)  # nothing to read: the records are for the next owner

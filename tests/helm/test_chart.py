@@ -21,6 +21,7 @@ import pytest
 import yaml
 
 from adapters.config import Config, parse_config
+from adapters.core.budget import budget_partitions
 from adapters.core.metrics import Metrics
 from adapters.core.webhook_server import WebhookServer
 from adapters.registry import VENDORS
@@ -296,12 +297,6 @@ def test_values_schema_refuses_inline_secrets() -> None:
     err = render_error(*base, "instances[0].webhook_secret=abc")
     assert "'webhook_secret' not allowed" in err
     assert "'password' not allowed" in render_error("kafka.sasl.password=abc")
-    assert "'processes' not allowed" in render_error(
-        *base,
-        "instances[0].rate_limit.requests=15",
-        "instances[0].rate_limit.per_seconds=15",
-        "instances[0].rate_limit.processes=2",
-    )
 
 
 def test_values_schema_names_the_wrong_value() -> None:
@@ -346,11 +341,15 @@ def test_template_checks_name_what_is_wrong() -> None:
         "instances[1].base_url=https://y.test",
     )
     assert "must exceed" in render_error("workers.terminationGracePeriodSeconds=20")
-    assert "cannot share rate_limit.requests" in render_error(
+    err = render_error(
         "instances[0].vendor=moco",
         "instances[0].base_url=https://x.test",
-        "workers.replicaCount=16",
+        "instances[0].rate_limit.requests=15",
+        "instances[0].rate_limit.per_seconds=15",
+        "instances[0].rate_limit.processes=2",
     )
+    assert "instances[0] (moco): rate_limit.processes is no longer needed" in err
+    assert "consumer group workbridge.moco.budget" in err
 
 
 @pytest.mark.parametrize("values", VALUE_SETS, ids=name_of)
@@ -444,32 +443,52 @@ def _rate_limits(*sets: str) -> list[dict[str, Any]]:
     return [inst["rate_limit"] for inst in raw["instances"]]
 
 
-def test_rate_limit_processes_is_the_worker_count() -> None:
-    # No rate_limit in values: the vendor's documented one, split between the workers.
-    assert _rate_limits() == [{"requests": 15, "per_seconds": 15, "processes": 2}]
-    assert _rate_limits("workers.replicaCount=3")[0]["processes"] == 3
+def test_rate_limit_is_the_whole_deployments_budget() -> None:
+    # No rate_limit in values: the vendor's documented one. The worker pods share it at run
+    # time through Kafka, so nothing in it depends on how many there are.
+    documented = {"requests": 15, "per_seconds": 15}
+    assert _rate_limits() == [documented]
+    assert _rate_limits("workers.replicaCount=3") == [documented]
+    # More worker pods than requests (and than MOCO's 15 budget partitions): idle pods, not
+    # an error.
+    assert _rate_limits("workers.replicaCount=16") == [documented]
     limits = _rate_limits(
         "workers.autoscaling.enabled=true",
         "workers.autoscaling.maxReplicas=5",
         "instances[0].rate_limit.requests=10",
         "instances[0].rate_limit.per_seconds=15",
     )
-    assert limits == [{"requests": 10, "per_seconds": 15, "processes": 5}]
+    assert limits == [{"requests": 10, "per_seconds": 15}]
+    # An entry of vendorRateLimits in values replaces the documented default.
+    assert _rate_limits("vendorRateLimits.moco.requests=12") == [
+        {"requests": 12, "per_seconds": 15}
+    ]
 
 
-def test_all_on_rate_limits_decode_and_split() -> None:
+def test_processes_is_refused_in_vendor_rate_limits_too() -> None:
+    err = render_error(
+        "instances[0].vendor=moco",
+        "instances[0].base_url=https://x.test",
+        "vendorRateLimits.moco.processes=2",
+    )
+    assert "/vendorRateLimits/moco" in err and "'processes' not allowed" in err
+
+
+def test_budget_partitions_as_values_yaml_describes_them() -> None:
+    # values.yaml (workers.replicaCount) and the README name these examples.
+    assert budget_partitions(15) == 15
+    assert budget_partitions(61) == 60
+    assert max(budget_partitions(r) for r in range(1, 1000)) == 60
+
+
+def test_all_on_rate_limits_decode_without_processes() -> None:
     docs = render(ALL_ON)
-    raw = raw_config(docs, deployments(docs)["workers"])
-    hpa = {component(h): h for h in of_kind(docs, "HorizontalPodAutoscaler").values()}
-    processes = hpa["workers"]["spec"]["maxReplicas"]
-    by_name = {inst["name"]: inst for inst in raw["instances"]}
-    assert by_name["acme"]["rate_limit"]["processes"] == processes
-    assert by_name["beta_corp"]["rate_limit"] == {
-        "requests": 15,
-        "per_seconds": 15,
-        "processes": processes,
-    }
-    assert "rate_limit" not in by_name["plant-north"]  # Mobility Work documents no limit
+    for deployment in deployments(docs).values():
+        raw = raw_config(docs, deployment)
+        by_name = {inst["name"]: inst for inst in raw["instances"]}
+        assert by_name["acme"]["rate_limit"] == {"requests": 12, "per_seconds": 15}
+        assert by_name["beta_corp"]["rate_limit"] == {"requests": 15, "per_seconds": 15}
+        assert "rate_limit" not in by_name["plant-north"]  # Mobility Work documents no limit
 
 
 @pytest.mark.parametrize("values", VALUE_SETS, ids=name_of)

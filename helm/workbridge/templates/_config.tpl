@@ -111,7 +111,6 @@ Also checks that each reference is complete.
 {{- end }}
 
 {{- /* instances */}}
-{{- $processes := int (include "workbridge.workerProcesses" $root) }}
 {{- $instances := list }}
 {{- $seen := dict }}
 {{- range $i, $src := $v.instances }}
@@ -126,15 +125,15 @@ Also checks that each reference is complete.
 {{- $_ := set $inst $key (deepCopy (get $src $key)) }}
 {{- end }}
 {{- end }}
+{{- /* The budget of the whole deployment: the processes that call the vendor share it at run
+time through Kafka (group <prefix>.<name>.budget), so nothing in it is per process. */}}
 {{- $limit := $src.rate_limit }}
+{{- if and $limit (hasKey $limit "processes") }}
+{{- fail (printf "instances[%d] (%s): rate_limit.processes is no longer needed: the worker pods share rate_limit.requests at run time through Kafka (consumer group %s.%s.budget); remove it" $i $name $k.topic_prefix $name) }}
+{{- end }}
 {{- if not $limit }}{{ $limit = get $v.vendorRateLimits $src.vendor }}{{ end }}
 {{- if $limit }}
-{{- $limit = deepCopy $limit }}
-{{- if gt $processes (int $limit.requests) }}
-{{- fail (printf "instances[%d] (%s): %d worker processes cannot share rate_limit.requests %v; run fewer workers (workers.replicaCount / workers.autoscaling.maxReplicas)" $i $name $processes $limit.requests) }}
-{{- end }}
-{{- $_ := set $limit "processes" $processes }}
-{{- $_ := set $inst "rate_limit" $limit }}
+{{- $_ := set $inst "rate_limit" (deepCopy $limit) }}
 {{- end }}
 {{- $keys := default dict $src.secretKeys }}
 {{- range $appKey := list "api_key" "webhook_secret" }}

@@ -84,18 +84,6 @@ A pod setting for a component: the component's value when set (non-empty), else 
 {{- if $v }}{{ toYaml $v }}{{ end }}
 {{- end }}
 
-{{/*
-The number of processes that call the vendors: the worker pods (one process each).
-With autoscaling, the most there can be.
-*/}}
-{{- define "workbridge.workerProcesses" -}}
-{{- $w := .Values.workers }}
-{{- if not $w.enabled }}1
-{{- else if $w.autoscaling.enabled }}{{ int $w.autoscaling.maxReplicas }}
-{{- else }}{{ max 1 (int $w.replicaCount) }}
-{{- end }}
-{{- end }}
-
 {{/* preStop sleep of a component (only webhooks have one). */}}
 {{- define "workbridge.preStopSeconds" -}}
 {{- $c := index .root.Values .component }}

@@ -16,11 +16,19 @@ WINDOW = 15.0
 
 @pytest.mark.parametrize(
     ("requests", "partitions"),
-    [(15, 15), (300, 60), (100, 50), (7, 7), (1, 1), (120, 60), (61, 1), (90, 45)],
+    [(15, 15), (300, 60), (100, 50), (7, 7), (1, 1), (120, 60), (90, 45), (60, 60), (13, 13)],
 )
 def test_every_partition_is_a_whole_number_of_requests(requests: int, partitions: int) -> None:
     assert budget_partitions(requests) == partitions
     assert requests % partitions == 0
+
+
+@pytest.mark.parametrize("requests", [61, 67, 122])
+def test_a_budget_with_few_divisors_is_cut_finely_and_rounded_down(requests: int) -> None:
+    parts = budget_partitions(requests)
+    assert parts == 60
+    # Two processes: each loses less than one request per window.
+    assert 2 * (requests * 30 // parts) >= requests - 2
 
 
 @pytest.mark.parametrize("members", [1, 2, 3, 4, 5, 7])
