@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import hmac
 import re
@@ -99,6 +98,18 @@ def _subject(resource: str, payload: dict[str, Any], fallback: str) -> str:
     return f"{resource}/{fallback}"
 
 
+def event_digest(payload: dict[str, Any]) -> str:
+    """What identifies the event: its body without `_sentAt`, key order aside.
+
+    Not the nonce: the vendor retries a failed delivery, and a retry may be signed anew (a
+    new nonce) and carry a new `_sentAt`; it is still the same event, and gets the same id.
+    So a repeat that reaches another receiver replica, or this one after a restart, is
+    the same event id on the topic, and consumers drop it (README: webhook threat model).
+    """
+    event = {key: value for key, value in payload.items() if key != "_sentAt"}
+    return hashlib.sha256(msgspec.json.encode(event, order="sorted")).hexdigest()
+
+
 def to_events(request: WebhookRequest, instance: str) -> list[EventDraft]:
     """One event per webhook, typed from `_event`, timed by `emittedAt`."""
     try:
@@ -108,14 +119,7 @@ def to_events(request: WebhookRequest, instance: str) -> list[EventDraft]:
     if not isinstance(payload, dict) or not isinstance(payload.get("_event"), str):
         raise WebhookUnparseable("body has no `_event`")
     resource, verb = event_type(payload["_event"])
-    nonce = ""
-    header = request.headers.get(HEADER)
-    if header:
-        # Unsigned instances may still see a header they cannot check; it names no delivery.
-        with contextlib.suppress(WebhookRejected):
-            _, nonce, _ = parse_header(header)
-    # The signed nonce identifies the delivery; unsigned, the body does (it holds _sentAt).
-    delivery = nonce or hashlib.sha256(request.body).hexdigest()
+    delivery = event_digest(payload)
     network = payload.get("networkId")
     when = None
     if isinstance(payload.get("emittedAt"), str):

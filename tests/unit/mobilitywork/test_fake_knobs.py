@@ -764,28 +764,8 @@ async def test_webhook_retries_on_any_schedule_publish_the_event_once(factor: fl
     ("resigns", "refreshes"),
     [
         pytest.param(False, False, id="same-request"),
-        pytest.param(
-            True,
-            False,
-            id="resigned",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="BUG: a signed webhook's event id is its nonce, so a retry signed anew "
-                "(fresh t and nonce, same body) is published again under another id: "
-                "consumers cannot drop the repeat",
-            ),
-        ),
-        pytest.param(
-            True,
-            True,
-            id="resigned-new-sent-at",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="BUG: a retry signed anew with a refreshed _sentAt is published again "
-                "under another event id (the id is the nonce; the body differs only in "
-                "_sentAt): consumers cannot drop the repeat",
-            ),
-        ),
+        pytest.param(True, False, id="resigned"),
+        pytest.param(True, True, id="resigned-new-sent-at"),
     ],
 )
 async def test_a_vendor_that_gives_up_early_resends_an_event_with_the_same_id(

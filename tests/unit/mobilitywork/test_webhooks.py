@@ -19,6 +19,7 @@ from adapters.core.vendor import WebhookRejected, WebhookRequest, WebhookUnparse
 from adapters.mobilitywork import webhooks
 from adapters.mobilitywork.webhooks import (
     Envelope,
+    event_digest,
     event_type,
     parse_header,
     replay_window_s,
@@ -340,26 +341,32 @@ def test_spare_part_consumed_example() -> None:
     assert draft.subject == "spare_part/456"
     assert draft.time == datetime(2023, 2, 8, 23, 0, tzinfo=UTC)
     assert draft.source == f"/mobilitywork/{NETWORK}"
-    assert draft.id == stable_id("mw", "webhook", NONCE)
+    assert draft.id == stable_id("mw", "webhook", event_digest(payload()))
     assert draft.data == BODY
     assert draft.type in webhooks.event_models()
 
 
-def test_id_is_stable_per_nonce() -> None:
-    # A re-sent delivery (same nonce) gets the same id, even if _sentAt changed.
+def test_the_id_is_the_event_not_the_delivery() -> None:
+    # A re-sent delivery gets the same id: with the same nonce, or signed anew, and whether
+    # or not its _sentAt changed (the vendor's retries).
     resent = body_of(payload(_sentAt="2022-06-02T14:36:06+00:00"))
     assert one(signed()).id == one(signed(resent, t=now_t(-5))).id
-    assert one(signed()).id != one(signed(nonce="another-nonce")).id
+    assert one(signed()).id == one(signed(nonce="another-nonce")).id
+    assert one(signed()).id == one(signed(resent, nonce="another-nonce")).id
+    # Another event (here: another quantity) is another id.
+    other = payload()
+    other["consumed"] = {**other["consumed"], "quantity": 4}
+    assert one(signed()).id != one(signed(body_of(other))).id
     # The instance name is part of the id.
     assert one(signed(), "mw").id != one(signed(), "mw-other").id
 
 
-def test_unsigned_id_is_a_digest_of_the_body() -> None:
+def test_unsigned_id_is_a_digest_of_the_event() -> None:
     draft = one(req())
-    assert draft.id == stable_id("mw", "webhook", hashlib.sha256(BODY).hexdigest())
+    assert draft.id == stable_id("mw", "webhook", event_digest(payload()))
     assert one(req()).id == draft.id
-    other = body_of(payload(_sentAt="2022-06-02T14:36:06+00:00"))
-    assert one(req(other)).id != draft.id
+    resent = body_of(payload(_sentAt="2022-06-02T14:36:06+00:00"))
+    assert one(req(resent)).id == draft.id
 
 
 def test_spare_part_consumption_canceled() -> None:
@@ -395,14 +402,14 @@ def test_unknown_event_with_a_was_name_is_still_published() -> None:
 def test_unknown_event_without_its_object_falls_back_to_the_delivery() -> None:
     draft = one(signed(body_of(payload("MeterReadingWasRecorded"))))
     assert draft.type == "workbridge.mobilitywork.meter_reading.recorded"
-    assert draft.subject == f"meter_reading/{NONCE[:16]}"
+    assert draft.subject == f"meter_reading/{event_digest(payload('MeterReadingWasRecorded'))[:16]}"
 
 
 def test_any_other_event_name_is_still_published() -> None:
     draft = one(signed(body_of(payload("SomethingOdd"))))
     assert draft.type == "workbridge.mobilitywork.event.something_odd"
     assert draft.subject.startswith("event/")
-    assert draft.id == stable_id("mw", "webhook", NONCE)
+    assert draft.id == stable_id("mw", "webhook", event_digest(payload("SomethingOdd")))
 
 
 @pytest.mark.parametrize(
@@ -476,7 +483,7 @@ def test_unsigned_call_with_a_malformed_signature_header_is_still_mapped() -> No
     request = req(headers={"x-mw-signature": "garbage"})
     assert verify(request, UNSIGNED) is None  # accepted: no secret configured
     draft = one(request)
-    assert draft.id == stable_id("mw", "webhook", hashlib.sha256(BODY).hexdigest())
+    assert draft.id == stable_id("mw", "webhook", event_digest(payload()))
 
 
 def test_envelope_decodes_the_example_and_keeps_its_fields() -> None:
