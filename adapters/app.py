@@ -113,11 +113,10 @@ class Bridge:
         self._kafka_ok = True
         self._health_task = asyncio.create_task(self._watch_kafka())
         for inst in self._budgeted():
-            await self._share_budget(inst)
+            self._share_budget(inst)
         for inst in self.instances.values():
             if roles.pollers and inst.cfg.polling.enabled and inst.spec.poll is not None:
                 runner = PollRunner(inst, self.config.kafka, self.metrics, on_fatal=self.fail)
-                await runner.start()
                 self.pollers.append(runner)
             if roles.commands and inst.cfg.commands.enabled and inst.spec.commands:
                 worker = CommandWorker(
@@ -127,8 +126,15 @@ class Bridge:
                     grace_s=self.config.server.shutdown_grace_s,
                     on_fatal=self.fail,
                 )
-                await worker.start()
                 self.workers.append(worker)
+        # Each joins its consumer group; joined one after the other, a process with several
+        # parts would take a group join (seconds) per part to start. The limiters use their
+        # share from the moment it is set, before any part calls the vendor.
+        await asyncio.gather(
+            *(b.start() for b in self.budgets.values()),
+            *(p.start() for p in self.pollers),
+            *(w.start() for w in self.workers),
+        )
         say(
             f"workbridge ready on port {self.port}: {len(self.instances)} instance(s), "
             f"{len(self.pollers)} poller(s), {len(self.workers)} command worker(s)"
@@ -148,7 +154,7 @@ class Bridge:
             if self._calls_vendor(inst) and inst.client.limiter.requests > 0
         ]
 
-    async def _share_budget(self, inst: Instance) -> None:
+    def _share_budget(self, inst: Instance) -> None:
         limiter = inst.client.limiter
         share = BudgetShare(
             self.config.kafka,
@@ -161,7 +167,6 @@ class Bridge:
             name=inst.name,
         )
         limiter.share(share.capacity)
-        await share.start()
         self.budgets[inst.name] = share
 
     async def _start_http(self) -> None:
