@@ -320,18 +320,35 @@ class CommandWorker:
             work.schedule.closing = True
             if work.restore is not None:
                 work.restore.cancel()
-        runners = [t for w in works for t in w.schedule.runners.values()]
-        if runners:
+        # Only a command whose request may have left is finished (its answer decides its
+        # result); one still waiting for its turn or for the rate budget is let go at once:
+        # the next owner reads it again from the committed offset. Waiting for those would
+        # hold the rebalance for as long as the budget needs to serve them (minutes at a
+        # tight vendor limit), and the group would drop this member meanwhile.
+        calling: list[asyncio.Task[None]] = []
+        waiting: list[asyncio.Task[None]] = []
+        for work in works:
+            for subject, task in work.schedule.runners.items():
+                current = work.schedule.current.get(subject)
+                sent = current is not None and current.idem_key in work.marks
+                (calling if sent else waiting).append(task)
+        for task in waiting:
+            task.cancel()
+        if calling or waiting:
             log.info(
-                "commands %s: handing back %d partition(s); finishing %d in-flight subject(s)",
+                "commands %s: handing back %d partition(s); finishing %d command(s) at the "
+                "vendor, %d not started are left to the next owner",
                 self.inst.name,
                 len(works),
-                len(runners),
+                len(calling),
+                len(waiting),
             )
-            _done, late = await asyncio.wait(runners, timeout=self.grace_s)
+            late: set[asyncio.Task[None]] = set()
+            if calling:
+                _done, late = await asyncio.wait(calling, timeout=self.grace_s)
             for task in late:
                 task.cancel()
-            await asyncio.gather(*late, return_exceptions=True)
+            await asyncio.gather(*late, *waiting, return_exceptions=True)
         for work in works:
             if work.restore is not None:
                 await asyncio.gather(work.restore, return_exceptions=True)

@@ -89,6 +89,8 @@ class SubjectScheduler:
         self.highest = -1
         self.queues: dict[str, deque[Command]] = {}
         self.runners: dict[str, asyncio.Task[None]] = {}
+        # The command each subject's runner is processing now (not waiting for a slot).
+        self.current: dict[str, Command] = {}
         self.key_locks = KeyLocks()
         self.closing = False
         self.paused = False
@@ -129,7 +131,11 @@ class SubjectScheduler:
                 async with self.slots, self.key_locks.hold(command.idem_key):
                     if self.closing:
                         break
-                    await self.process(command)
+                    self.current[subject] = command
+                    try:
+                        await self.process(command)
+                    finally:
+                        self.current.pop(subject, None)
                 queue.popleft()
                 if self.paused and len(self.pending) < self.max_pending // 2:
                     self.paused = False

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+from typing import Any
 
 import msgspec
 import pytest
@@ -12,6 +13,7 @@ from aiokafka.structs import ConsumerRecord
 from adapters.core.command_worker import Invalid, _fill_path
 from adapters.core.commands.scheduler import KeyLocks
 from adapters.core.rest_command import rest_command
+from adapters.core.vendor_http import VendorResponse
 from tests.unit.core.command_harness import TP, ScriptedVendor, activity, harness
 
 # -- one idempotency key, one side effect ----------------------------------------------------
@@ -191,3 +193,51 @@ async def test_a_command_whose_key_is_not_unicode_text_is_rejected_not_retried_f
     assert result["status"] == "rejected" and "Unicode" in result["error"]
     assert h.work.schedule.pending == set()  # the offset can move past it
     assert h.vendor.sent == []
+
+
+# -- handing partitions back ----------------------------------------------------------------
+
+
+class OneRequestBudget:
+    """A vendor whose rate budget lets one request out; the others wait for it, unsent."""
+
+    def __init__(self) -> None:
+        self.sent: list[str] = []
+        self.sent_one = asyncio.Event()
+        self.answer = asyncio.Event()
+        self._used = False
+        self._never = asyncio.Event()
+
+    async def request(self, method: str, path: str, *, before_send: Any = None, **_: Any) -> Any:
+        if self._used:
+            await self._never.wait()  # waiting for budget: nothing has left
+        self._used = True
+        if before_send is not None:
+            await before_send()
+        self.sent.append(path)
+        self.sent_one.set()
+        await self.answer.wait()
+        return VendorResponse(200, {}, b'{"id": 7}')
+
+    async def close(self) -> None:
+        return None
+
+
+async def test_a_hand_back_finishes_the_call_at_the_vendor_and_leaves_the_unsent_to_the_next_owner() -> (  # noqa: E501
+    None
+):
+    vendor = OneRequestBudget()
+    h = await harness(vendor)  # type: ignore[arg-type]
+    h.dispatch(*(h.record(subject=f"s/{i}", data=activity(), key=f"k{i}") for i in range(6)))
+    await asyncio.wait_for(vendor.sent_one.wait(), 5)
+    closing = asyncio.create_task(h.worker._close([h.work]))
+    await asyncio.sleep(0.1)
+    assert not closing.done()  # the request at the vendor is waited for ...
+    vendor.answer.set()
+    await asyncio.wait_for(closing, 2.0)  # ... and nothing else is: the rest never left
+    assert [r["status"] for r in h.results()] == ["succeeded"]
+    assert len(vendor.sent) == 1
+    # Nothing of the unsent commands stays: no mark in the ledger, and the group's offset
+    # stops before the first of them, so the next owner reads them again.
+    assert h.work.marks == {}
+    assert h.work.schedule.commit_offset(set()) == 2
