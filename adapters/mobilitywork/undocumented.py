@@ -7,7 +7,7 @@ instance options (`MobilityWorkOptions`, at the end) take their defaults from he
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import msgspec
 
@@ -33,6 +33,27 @@ SUBJECT_KEYS = {
     "task": "task",  # documented example
     "equipment": "equipment",  # not in the vendor document
     "storage_location": "storageLocation",  # not in the vendor document
+}
+
+# Task creation: which of the six fields of the document's example are required is not said
+# ("All required parameters must be provided"). A field the command leaves out is sent with
+# its empty value, which is right whether the vendor requires it or not (`allDay` is always
+# sent already: it defaults to false).
+TASK_CREATE_DEFAULTS: dict[str, Any] = {"assignees": []}  # not in the vendor document
+
+# How a bare string `equipment` (a native UUID, as Workbridge's command defines it) is sent.
+# The document shows a bare identifier and the `{"type": …, "value": …}` object, tells to
+# "favor the object format" to "prevent confusion", and names native ids `"type": "native"`
+# in its 400 example; how the vendor reads a bare string (native id or item code) is not
+# said. True: sent as `{"type": "native", "value": …}`; False: sent as the bare string.
+NATIVE_STRING_EQUIPMENT_AS_OBJECT = True  # not in the vendor document
+
+# `_event` names that are not `<Subject>Was<Verb>`: the task webhooks' names are not
+# documented, and "TaskCreated" is as likely as "TaskWasCreated". A name that starts with a
+# resource's name (in CamelCase, at a word boundary) is that resource's event, and the rest
+# of the name is the verb: `TaskCreated` -> ("task", "created").
+EVENT_NAME_PREFIXES = {  # not in the vendor document
+    key[0].upper() + key[1:]: resource for resource, key in SUBJECT_KEYS.items()
 }
 
 # Changelog endpoints without a documented path or payload: (type, method, description).

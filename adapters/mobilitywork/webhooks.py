@@ -13,7 +13,12 @@ import msgspec
 
 from adapters.core.cloudevents_codec import stable_id
 from adapters.core.vendor import EventDraft, WebhookRejected, WebhookRequest, WebhookUnparseable
-from adapters.mobilitywork.undocumented import EVENT_TYPES, SUBJECT_KEYS, MobilityWorkOptions
+from adapters.mobilitywork.undocumented import (
+    EVENT_NAME_PREFIXES,
+    EVENT_TYPES,
+    SUBJECT_KEYS,
+    MobilityWorkOptions,
+)
 from adapters.settings import InstanceConfig
 
 HEADER = "x-mw-signature"
@@ -78,12 +83,17 @@ def _snake(name: str) -> str:
 
 
 def event_type(event: str) -> tuple[str, str]:
-    """(resource, verb) of an `_event`: the table first, then `<Subject>Was<Verb>`."""
+    """(resource, verb) of an `_event`: the table first, then `<Subject>Was<Verb>`, then
+    `<Resource><Verb>` for the resources Workbridge knows (`TaskCreated`)."""
     if event in EVENT_TYPES:
         return EVENT_TYPES[event]
     match = re.fullmatch(r"([A-Z][A-Za-z0-9]*?)Was([A-Z][A-Za-z0-9]*)", event)
     if match:
         return _snake(match.group(1)), _snake(match.group(2))
+    for prefix in sorted(EVENT_NAME_PREFIXES, key=len, reverse=True):
+        verb = event[len(prefix) :]
+        if event.startswith(prefix) and re.fullmatch(r"[A-Z][A-Za-z0-9]*", verb):
+            return EVENT_NAME_PREFIXES[prefix], _snake(verb)
     # Any other name is still published, under its own name.
     return "event", _snake(event) or "unknown"
 

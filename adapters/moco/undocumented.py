@@ -29,9 +29,13 @@ COMMAND_PATHS = {
 }
 
 # Resources whose updates are merged with the current custom properties (the document
-# shows custom fields on customers and says "many of its resources"; these are the ones the
-# catalogue updates that carry them).
-CUSTOM_PROPERTY_RESOURCES = frozenset({"project", "company"})  # not in the vendor document
+# shows custom fields on customers and says "many of its resources"). Which resources carry
+# them is not said, so every resource the catalogue updates is taken to: an update of one
+# that has none costs a read and sends what it would have sent anyway, while leaving one out
+# that has them lets MOCO erase them.
+CUSTOM_PROPERTY_RESOURCES = frozenset(  # not in the vendor document
+    {"activity", "project", "company"}
+)
 
 # X-Moco-Target values that name a resource differently from its collection, so that
 # webhook and polled events of one record share a subject (and so a partition).

@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 import msgspec
@@ -108,6 +109,8 @@ def test_changelog_commands_are_declared_off(type_: str) -> None:
         42,
         "0b6a7d1e-1f2a-4c3b-9d4e-5f6a7b8c9d0e",
         {"type": "externalReference", "value": "EQ-PUMP-001"},
+        {"type": "native", "value": "0b6a7d1e-1f2a-4c3b-9d4e-5f6a7b8c9d0e"},
+        {"type": "native", "value": 42},
     ],
 )
 def test_equipment_as_native_id_uuid_or_external_reference(equipment: Any) -> None:
@@ -152,6 +155,14 @@ def test_minimal_task() -> None:
             task(equipment={"type": "externalReference", "value": "X", "extra": 1}),
             id="equipment-extra-field",
         ),
+        pytest.param(task(equipment={"type": "native"}), id="native-no-value"),
+        pytest.param(task(equipment={"type": "native", "value": 0}), id="native-zero"),
+        pytest.param(task(equipment={"type": "native", "value": ""}), id="native-empty"),
+        pytest.param(task(equipment={"type": "native", "value": [1]}), id="native-list"),
+        pytest.param(
+            task(equipment={"type": "native", "value": 1, "extra": 1}), id="native-extra-field"
+        ),
+        pytest.param(task(equipment={"value": 1}), id="equipment-object-without-type"),
         pytest.param(task(equipment=0), id="equipment-zero"),
         pytest.param(task(equipment=-1), id="equipment-negative"),
         pytest.param(task(equipment=""), id="equipment-empty-string"),
@@ -159,6 +170,8 @@ def test_minimal_task() -> None:
         pytest.param(task(startDateTime="2022-01-11T09:00:00"), id="start-without-offset"),
         pytest.param(task(endDateTime="2022-01-11T10:00:00"), id="end-without-offset"),
         pytest.param(task(startDateTime="2022-01-11"), id="start-date-only"),
+        pytest.param(task(startDateTime="2022-01-11T09:00:00.250"), id="fraction-no-offset"),
+        pytest.param(task(endDateTime="2022-01-11 10:00:00"), id="end-space-no-offset"),
         pytest.param(task(startDateTime="tomorrow"), id="start-not-iso"),
         pytest.param(task(endDateTime="2022-01-11T08:59:59+00:00"), id="end-before-start"),
         pytest.param(
@@ -202,15 +215,36 @@ def test_build_sends_the_documented_payload() -> None:
     assert call.json == task()
 
 
-def test_build_sends_date_times_unchanged() -> None:
+@pytest.mark.parametrize(
+    ("given", "sent"),
+    [
+        ("2022-01-11T09:00:00+00:00", "2022-01-11T09:00:00+00:00"),
+        ("2022-01-11T09:00:00Z", "2022-01-11T09:00:00+00:00"),
+        ("2022-01-11T09:00:00.500+01:00", "2022-01-11T09:00:00+01:00"),
+        ("2022-01-11T09:00:00.999999-05:30", "2022-01-11T09:00:00-05:30"),
+        ("2022-01-11 09:00+02:00", "2022-01-11T09:00:00+02:00"),
+        ("20220111T090000Z", "2022-01-11T09:00:00+00:00"),
+        ("2022-01-11T09:00:00+01:00:30", "2022-01-11T07:59:30+00:00"),
+    ],
+)
+def test_build_sends_date_times_in_the_documented_form(given: str, sent: str) -> None:
+    # The same instant to the second, the offset as given (or UTC), as the document writes.
+    call = build(task(startDateTime=given, endDateTime="2022-01-11T23:00:00+00:00"))
+    assert call.json["startDateTime"] == sent
+    assert call.json["endDateTime"] == "2022-01-11T23:00:00+00:00"
+    assert datetime.fromisoformat(sent) == datetime.fromisoformat(given).replace(microsecond=0)
+
+
+def test_build_keeps_the_other_fields_with_normalised_date_times() -> None:
     start, end = "2022-01-11T09:00:00.500+01:00", "2022-01-11T10:00:00Z"
     call = build(task(startDateTime=start, endDateTime=end, allDay=True))
-    assert call.json["startDateTime"] == start
-    assert call.json["endDateTime"] == end
+    assert call.json["startDateTime"] == "2022-01-11T09:00:00+01:00"
+    assert call.json["endDateTime"] == "2022-01-11T10:00:00+00:00"
     assert call.json["allDay"] is True
 
 
-def test_build_sends_all_day_false_and_omits_missing_assignees() -> None:
+def test_build_sends_all_day_false_and_empty_assignees_when_none_are_given() -> None:
+    # Under the reading that all six documented fields are required, leaving one out is a 400.
     call = build(task(allDay=..., assignees=...))
     assert call.json == {
         "equipment": 42,
@@ -218,14 +252,35 @@ def test_build_sends_all_day_false_and_omits_missing_assignees() -> None:
         "startDateTime": "2022-01-11T09:00:00+00:00",
         "endDateTime": "2022-01-11T10:00:00+00:00",
         "allDay": False,
+        "assignees": [],
     }
-    assert "assignees" not in build(task(assignees=None)).json
+    assert build(task(assignees=None)).json["assignees"] == []
     assert build(task(assignees=[])).json["assignees"] == []
+    assert build(task(assignees=[3])).json["assignees"] == [3]
 
 
 def test_build_keeps_the_external_reference_object() -> None:
     ref = {"type": "externalReference", "value": "EQ-PUMP-001"}
     assert build(task(equipment=ref)).json["equipment"] == ref
+
+
+@pytest.mark.parametrize(
+    "ref",
+    [
+        {"type": "native", "value": "0b6a7d1e-1f2a-4c3b-9d4e-5f6a7b8c9d0e"},
+        {"type": "native", "value": 42},
+    ],
+)
+def test_build_keeps_the_native_object(ref: dict[str, Any]) -> None:
+    assert build(task(equipment=ref)).json["equipment"] == ref
+
+
+def test_build_sends_a_bare_native_uuid_in_the_object_form() -> None:
+    # The document's advice ("favor the object format"): a bare string may be read as an
+    # item code, or refused, where a number cannot be mistaken.
+    uuid = "0b6a7d1e-1f2a-4c3b-9d4e-5f6a7b8c9d0e"
+    assert build(task(equipment=uuid)).json["equipment"] == {"type": "native", "value": uuid}
+    assert build(task(equipment=42)).json["equipment"] == 42
 
 
 # --- configured paths ----------------------------------------------------------------------

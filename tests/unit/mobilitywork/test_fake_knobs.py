@@ -270,18 +270,23 @@ async def test_when_every_documented_field_is_required_a_full_task_is_created() 
         assert fake.calls[-1].json["allDay"] is False
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: a task.create without assignees leaves `assignees` out of the body; a "
-    "Mobility Work that requires every field of the documented example refuses it (sending "
-    "`assignees: []` would work under either reading)",
-)
 async def test_when_every_documented_field_is_required_a_task_without_assignees_is_created() -> (
     None
 ):
     async with mobility_work(task_required_fields=ALL_SIX) as fake:
         result = await create(fake, task(assignees=...))
         assert result.status == "succeeded"
+        assert fake.calls[-1].json["assignees"] == []  # sent empty, not left out
+        assert fake.tasks[-1].assignee_ids == []
+
+
+async def test_empty_assignees_are_taken_where_assignees_are_optional() -> None:
+    async with mobility_work() as fake:
+        assert "assignees" not in fake.behaviour.task_required_fields
+        result = await create(fake, task(assignees=...))
+        assert result.status == "succeeded"
+        assert fake.calls[-1].json["assignees"] == []
+        assert fake.tasks[-1].assignee_ids == []
 
 
 async def test_a_longer_minimum_description_fails_with_the_vendors_reason() -> None:
@@ -331,7 +336,7 @@ DOCUMENTED = "2022-01-11T09:00:00+00:00"
         ),
     ],
 )
-async def test_date_times_the_vendor_takes_are_sent_as_given(
+async def test_date_times_are_sent_in_the_documented_form_which_any_reading_takes(
     pattern: str, refused: str, accepted: str
 ) -> None:
     async with mobility_work(date_time_pattern=pattern) as fake:
@@ -343,7 +348,7 @@ async def test_date_times_the_vendor_takes_are_sent_as_given(
         assert bool(default.match(refused)) or not default.match(accepted)
         result = await create(fake, task(startDateTime=accepted))
         assert result.status == "succeeded"
-        assert fake.calls[-1].json["startDateTime"] == accepted
+        assert fake.calls[-1].json["startDateTime"] == DOCUMENTED
 
 
 async def test_a_date_time_pattern_set_on_a_running_fake_applies() -> None:
@@ -353,13 +358,6 @@ async def test_a_date_time_pattern_set_on_a_running_fake_applies() -> None:
         assert (await post_task(fake, task(startDateTime="2022-01-11T09:00:00Z")))[0] == 400
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: task.create sends date-times as given; a command with a `Z` offset or "
-    "fractional seconds (both accepted by Workbridge) fails where Mobility Work takes only "
-    "the documented form (2022-01-11T09:00:00+00:00, also the fake's default for fractions); "
-    "sending the documented form would work under every reading",
-)
 @pytest.mark.parametrize(
     ("pattern", "given"),
     [
@@ -371,8 +369,15 @@ async def test_a_date_time_pattern_set_on_a_running_fake_applies() -> None:
 )
 async def test_a_valid_date_time_is_sent_in_the_documented_form(pattern: str, given: str) -> None:
     async with mobility_work(date_time_pattern=pattern) as fake:
+        assert (await post_task(fake, task(startDateTime=given)))[0] == 400  # as given: refused
         result = await create(fake, task(startDateTime=given))
         assert result.status == "succeeded"
+        assert fake.calls[-1].json["startDateTime"] == DOCUMENTED
+        # An offset-less time is still refused before any call: its instant is unknown.
+        naive = await create(fake, task(startDateTime="2022-01-11T09:00:00.250"))
+        assert naive.status == "rejected" and "offset" in str(naive.error)
+        assert len(fake.tasks) == len(fake.calls) == 1  # only Workbridge's first one
+        assert len(fake.requests) == 2  # the raw one and that one
 
 
 async def test_the_vendors_date_time_format_reaches_the_failed_result() -> None:
@@ -437,35 +442,20 @@ async def test_numbers_and_reference_objects_find_the_equipment_under_any_bare_s
         assert [t.equipment_id for t in fake.tasks][-2:] == [1002, 1001]
 
 
-@pytest.mark.parametrize(
-    "bare",
-    [
-        pytest.param(
-            "externalReference",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="BUG: a native UUID equipment can only be sent as a bare string "
-                "(TaskCreate has no {'type': 'native', 'value': …} form), which a Mobility "
-                "Work reading bare strings as item codes (the fake's default) cannot find",
-            ),
-        ),
-        "native",
-        pytest.param(
-            None,
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="BUG: a native UUID equipment can only be sent as a bare string, which "
-                "a Mobility Work that takes strings only in the object form refuses",
-            ),
-        ),
-    ],
-)
+@pytest.mark.parametrize("bare", ["externalReference", "native", None])
 async def test_a_native_uuid_equipment_is_found(bare: str | None) -> None:
     async with mobility_work(bare_string_equipment=bare) as fake:
         fake.add_equipment(UUID_EQUIPMENT, "LATHE-9", "Lathe")
         result = await create(fake, task(equipment=UUID_EQUIPMENT))
         assert result.status == "succeeded"
         assert fake.tasks[-1].equipment_id == UUID_EQUIPMENT
+        # Sent in the object form, which no reading of a bare string can mistake.
+        native = {"type": "native", "value": UUID_EQUIPMENT}
+        assert fake.calls[-1].json["equipment"] == native
+        explicit = await create(fake, task(equipment=native))
+        assert explicit.status == "succeeded"
+        assert fake.calls[-1].json["equipment"] == native
+        assert [t.equipment_id for t in fake.tasks] == [UUID_EQUIPMENT, UUID_EQUIPMENT]
 
 
 async def test_only_external_references_in_the_object_form_are_what_workbridge_sends() -> None:
@@ -636,17 +626,7 @@ async def test_default_task_fields_never_replace_what_an_api_created_task_holds(
     "names",
     [
         pytest.param(("TaskWasCreated", "TaskWasClosed"), id="was-verb"),
-        pytest.param(
-            ("TaskCreated", "TaskClosed"),
-            id="without-was",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="BUG: a task webhook named otherwise than `<Subject>Was<Verb>` (task "
-                "webhook names are not documented) is typed `event.<name>` with the subject "
-                "`event/<delivery>`, not `task/<id>`: events of one task lose their key and "
-                "order although the payload's `task` object names it",
-            ),
-        ),
+        pytest.param(("TaskCreated", "TaskClosed"), id="without-was"),
     ],
 )
 async def test_a_task_webhook_is_about_its_task_whatever_its_name(names: tuple[str, str]) -> None:

@@ -320,6 +320,21 @@ def test_rejection_messages_hold_no_secret() -> None:
         ("EquipmentWasCreated", ("equipment", "created")),
         ("SomethingOdd", ("event", "something_odd")),
         ("", ("event", "unknown")),
+        # Names without "Was", for the resources Workbridge knows (task webhook names are
+        # not documented).
+        ("TaskCreated", ("task", "created")),
+        ("TaskClosed", ("task", "closed")),
+        ("TaskActivityReported", ("task", "activity_reported")),
+        ("SparePartConsumed", ("spare_part", "consumed")),
+        ("SparePartConsumptionCanceled", ("spare_part", "consumption_canceled")),
+        ("EquipmentCreated", ("equipment", "created")),
+        ("StorageLocationCreated", ("storage_location", "created")),
+        # Only at a word boundary, and with a verb.
+        ("Task", ("event", "task")),
+        ("Taskforce", ("event", "taskforce")),
+        ("Tasks", ("event", "tasks")),
+        ("TaskforceAssembled", ("event", "taskforce_assembled")),
+        ("NewTask", ("event", "new_task")),
     ],
 )
 def test_event_type(event: str, expected: tuple[str, str]) -> None:
@@ -384,6 +399,24 @@ def test_task_webhooks(verb: str) -> None:
     assert draft.type == f"workbridge.mobilitywork.task.{verb.lower()}"
     assert draft.subject == "task/987"
     assert draft.type in webhooks.event_models()
+
+
+@pytest.mark.parametrize("verb", ["Created", "Updated", "Completed", "Closed"])
+def test_task_webhooks_named_without_was_are_about_their_task(verb: str) -> None:
+    data = payload(f"Task{verb}")
+    del data["sparePart"]
+    draft = one(signed(body_of(data)))
+    assert draft.type == f"workbridge.mobilitywork.task.{verb.lower()}"
+    assert draft.subject == "task/987"
+    # The same event under the documented-style name is the same type and subject.
+    named = payload(f"TaskWas{verb}")
+    del named["sparePart"]
+    other = one(signed(body_of(named)))
+    assert (other.type, other.subject) == (draft.type, draft.subject)
+    # The id rule is unchanged: the body without `_sentAt`.
+    assert draft.id == stable_id("mw", "webhook", event_digest(data))
+    resent = one(signed(body_of({**data, "_sentAt": "2022-06-02T14:36:06+00:00"})))
+    assert resent.id == draft.id
 
 
 def test_subject_from_uuid_when_there_is_no_id() -> None:

@@ -68,7 +68,7 @@ def test_spec_shape(type_: str, method: str, path: str, model: type) -> None:
 
 def test_updates_merge_custom_properties_and_others_do_not() -> None:
     for type_, spec in COMMANDS.items():
-        if type_ in ("workbridge.moco.project.update", "workbridge.moco.company.update"):
+        if type_.endswith(".update"):  # activities too: MOCO does not say which have them
             assert spec.prepare is merge_custom_properties
         else:
             assert spec.prepare is None
@@ -328,8 +328,26 @@ async def test_update_without_custom_properties_still_sends_the_current_ones(
     assert [r[:2] for r in fake.requests] == [("GET", "/api/v1/projects/5")]
 
 
-async def test_activity_updates_are_not_merged() -> None:
-    assert COMMANDS["workbridge.moco.activity.update"].prepare is None
+async def test_activity_updates_are_merged_too(moco: tuple[Moco, VendorClient]) -> None:
+    # Which resources carry custom fields is not documented ("many of its resources").
+    fake, client = moco
+    fake.body = {"id": 5, "hours": 1.0, "custom_properties": {"Ticket": "T-1"}}
+    call = await prepare(client, "workbridge.moco.activity.update", {"id": 5, "hours": 2})
+    assert call == PreparedCall(
+        method="PUT",
+        path="/activities/5",
+        json={"hours": 2.0, "custom_properties": {"Ticket": "T-1"}},
+    )
+    assert [r[:2] for r in fake.requests] == [("GET", "/api/v1/activities/5")]
+
+
+async def test_an_activity_without_custom_fields_is_updated_as_built(
+    moco: tuple[Moco, VendorClient],
+) -> None:
+    fake, client = moco
+    fake.body = {"id": 5, "hours": 1.0}  # no custom_properties at all
+    call = await prepare(client, "workbridge.moco.activity.update", {"id": 5, "hours": 2})
+    assert call.json == {"hours": 2.0}
 
 
 async def test_merge_read_failure_carries_the_vendor_answer(

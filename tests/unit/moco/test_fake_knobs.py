@@ -391,12 +391,6 @@ async def test_custom_fields_survive_an_update_that_erases_unsent_ones() -> None
         }
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: an activity.update sends no custom_properties (activities are not in "
-    "CUSTOM_PROPERTY_RESOURCES), so a MOCO that erases unsent custom fields wipes the "
-    "activity's custom fields; the document says custom fields exist on 'many' resources",
-)
 async def test_an_activity_update_keeps_its_custom_fields_when_unsent_ones_are_erased() -> None:
     async with moco(update_without_custom_erases=True) as fake:
         pid = project(fake)["id"]
@@ -412,6 +406,9 @@ async def test_an_activity_update_keeps_its_custom_fields_when_unsent_ones_are_e
         assert result.status == "succeeded"
         stored = fake.get_record("activities", activity["id"])
         assert stored is not None and stored["custom_properties"] == {"Ticket": "T-1"}
+        assert stored["hours"] == 2
+        # The current custom fields were read and sent along with the change.
+        assert fake.calls[-1].json == {"hours": 2.0, "custom_properties": {"Ticket": "T-1"}}
 
 
 async def test_lenient_custom_field_types_are_kept_by_a_merged_update() -> None:
