@@ -289,6 +289,8 @@ class Bridge:
         if self.producer is not None:
             await self.producer.stop()
         for inst in self.instances.values():
+            if inst.batcher is not None:
+                await inst.batcher.close()
             await inst.client.close()
 
     async def run_until_signal(self) -> None:

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from cloudevents.core.v1.event import CloudEvent
 
 from adapters.core.auth import Auth, ClientTls
+from adapters.core.batching import Batcher
 from adapters.core.cloudevents_codec import Headers, make_event, to_kafka
 from adapters.core.kafka import Topics
 from adapters.core.ratelimit import Limiter, SlidingWindowLimiter, Unlimited
@@ -26,10 +27,17 @@ class Instance:
     spec: VendorSpec
     topics: Topics
     client: VendorClient
+    # Coalesces the command executor's calls into the vendor's batch endpoint (if any).
+    batcher: Batcher | None = None
     # The instance's options as its vendor's struct (`spec.options`).
     options: VendorOptions = field(default_factory=VendorOptions)
     # The vendor's command catalogue, bound to this instance's settings.
     commands: Mapping[str, CommandSpec] = field(default_factory=dict)
+
+    @property
+    def command_client(self) -> VendorClient | Batcher:
+        """What the command executor sends its calls through."""
+        return self.batcher if self.batcher is not None else self.client
 
     @property
     def name(self) -> str:
@@ -108,9 +116,11 @@ def build_instance(inst: InstanceConfig, spec: VendorSpec, prefix: str) -> Insta
         commands = spec.bind_commands(inst, spec.commands)
         if set(commands) != set(spec.commands):
             raise ValueError(f"{spec.id}: bind_commands must keep the catalogue's command types")
+    batch = spec.batch(inst) if spec.batch is not None else None
     return Instance(
         cfg=inst,
         spec=spec,
+        batcher=Batcher(client, batch) if batch is not None else None,
         options=spec.options.of(inst),
         topics=Topics(prefix, inst.instance_name),
         client=client,

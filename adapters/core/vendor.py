@@ -19,6 +19,7 @@ from adapters.core.vendor_http import RateLimitHeaders
 from adapters.settings import VendorOptions
 
 if TYPE_CHECKING:
+    from adapters.core.batching import BatchSpec
     from adapters.core.change_source import ChangeSource, ScopeSource
     from adapters.core.vendor_call import CallOutcome
     from adapters.core.vendor_http import VendorResponse
@@ -215,5 +216,8 @@ class VendorSpec:
     retry_base_s: float | None = None
     retry_cap_s: float | None = None
     retry_deadline_s: float | None = None
+    # The vendor's batch endpoint, as one instance uses it (None: no batching for it); the
+    # executor then coalesces queued commands into it (batching.py).
+    batch: Callable[[InstanceConfig], BatchSpec | None] | None = None
     # Starts the vendor's fake for `workbridge dev` (None: the vendor is left out of it).
     dev: StartDevFake | None = None

@@ -6,7 +6,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 
@@ -19,6 +19,9 @@ from adapters.core.vendor_http import (
     VendorClient,
     VendorResponse,
 )
+
+if TYPE_CHECKING:
+    from adapters.core.batching import Batcher
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +48,7 @@ class CallOutcome(msgspec.Struct, kw_only=True):
 
 
 async def call_with_retry(
-    client: VendorClient,
+    client: VendorClient | Batcher,
     method: str,
     path: str,
     *,

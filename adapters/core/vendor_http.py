@@ -142,8 +142,12 @@ class VendorClient:
         json: Any = None,
         headers: Mapping[str, str] | None = None,
         before_send: BeforeSend | None = None,
+        in_slot: bool = False,
     ) -> VendorResponse:
         """One request within the instance's budget; raises `TransportError` on no answer.
+
+        `in_slot`: the caller holds a slot of the budget already (the batcher), which the
+        first attempt uses; a repeat after a renewed token takes a slot of its own.
 
         `before_send` runs once the budget allows the request, right before it goes out
         (the command worker commits its in-flight mark there). A 401 to credentials that the
@@ -160,7 +164,8 @@ class VendorClient:
                 raise CredentialsUnavailable(str(exc), permanent=exc.permanent) from None
             # The slot is held from here until a window after the answer: the in-flight
             # mark's commit and the network delay the request's arrival, not its count.
-            async with self.limiter.slot():
+            held = in_slot and not renewed
+            async with contextlib.nullcontext() if held else self.limiter.slot():
                 if before_send is not None and not renewed:
                     await before_send()
                 answer = await self._send(

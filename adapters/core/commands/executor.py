@@ -84,7 +84,7 @@ class Executor:
         except PrepareFailed as exc:
             return self.judge(exc.outcome, fields, spec, replay=False, reading=True)
         outcome = await call_with_retry(
-            self.inst.client,
+            self.inst.command_client,
             call.method,
             call.path,
             errors=self.inst.spec.errors,
