@@ -40,7 +40,7 @@ from adapters.core.cloudevents_codec import make_event, to_kafka
 from adapters.core.kafka import Topics
 from adapters.localkafka.launcher import LocalKafka
 from adapters.moco.fake import FakeMoco
-from tests.integration.conftest import read_records
+from tests.integration.conftest import ce, read_records
 from tests.process_cluster import Cluster
 
 API_KEY = "bench-api-key"
@@ -144,7 +144,7 @@ async def run(args: argparse.Namespace, bootstrap: str) -> dict[str, Any]:
         await fake.stop()
     used = [t for t in fake.arrival_times if began <= t < began + span]
     possible = LIMIT * span / WINDOW_S
-    statuses = Counter(msgspec.json.decode(r.value).get("data", {}).get("status") for r in results)
+    statuses = Counter(ce(r).get_data().get("status") for r in results)
     return {
         "minutes": args.minutes,
         "processes": args.processes,

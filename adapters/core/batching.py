@@ -66,6 +66,8 @@ class _Queued:
     op: BatchOp
     group: str
     before_send: Callable[[], Awaitable[None]] | None
+    # The task that waits for this call (its command's runner).
+    caller: asyncio.Task[object] | None = None
     answer: asyncio.Future[VendorResponse] = field(default_factory=asyncio.Future)
 
 
@@ -113,11 +115,17 @@ class Batcher:
                 method, path_or_url, params=params, json=json, headers=headers,
                 before_send=before_send,
             )  # fmt: skip
-        queued = _Queued(op, group, before_send)
+        queued = _Queued(op, group, before_send, caller=asyncio.current_task())
         self._queue.append(queued)
         self._ensure_loop()
         self._wake.set()
         return await queued.answer
+
+    @property
+    def waiting(self) -> set[asyncio.Task[object]]:
+        """Tasks whose calls are queued, not sent (with those waiting for the budget)."""
+        queued = {q.caller for q in self._queue if q.caller is not None and not q.answer.done()}
+        return queued | self.client.limiter.waiting
 
     async def close(self) -> None:
         """Stop sending; calls still queued fail as never sent."""

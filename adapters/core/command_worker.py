@@ -32,6 +32,7 @@ from aiokafka import AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError, ProducerFenced
 from aiokafka.structs import ConsumerRecord
 
+from adapters.core.batching import Batcher
 from adapters.core.command_result import CommandResult
 from adapters.core.commands.decision import (
     Answer,
@@ -320,18 +321,22 @@ class CommandWorker:
             work.schedule.closing = True
             if work.restore is not None:
                 work.restore.cancel()
-        # Only a command whose request may have left is finished (its answer decides its
-        # result); one still waiting for its turn or for the rate budget is let go at once:
-        # the next owner reads it again from the committed offset. Waiting for those would
-        # hold the rebalance for as long as the budget needs to serve them (minutes at a
-        # tight vendor limit), and the group would drop this member meanwhile.
+        # A command at the vendor (a request of it out, or between its attempts) is
+        # finished: its answer decides its result. One still waiting for its turn or for the
+        # rate budget has nothing out and is let go at once: the next owner reads it again
+        # from the committed offset. Waiting for those would hold the rebalance for as long
+        # as the budget needs to serve them (minutes at a tight vendor limit), and the
+        # group would drop this member meanwhile.
+        client = self.inst.command_client
+        budget_waits = client.waiting if isinstance(client, Batcher) else client.limiter.waiting
         calling: list[asyncio.Task[None]] = []
         waiting: list[asyncio.Task[None]] = []
         for work in works:
             for subject, task in work.schedule.runners.items():
                 current = work.schedule.current.get(subject)
                 sent = current is not None and current.idem_key in work.marks
-                (calling if sent else waiting).append(task)
+                idle = current is None or (task in budget_waits and not sent)
+                (waiting if idle else calling).append(task)
         for task in waiting:
             task.cancel()
         if calling or waiting:

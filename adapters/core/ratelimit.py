@@ -49,6 +49,8 @@ class SlidingWindowLimiter:
         self._lock = asyncio.Lock()
         self._idle = asyncio.Event()
         self._idle.set()
+        # Tasks waiting for a slot now: a hand-back lets their commands go (nothing left).
+        self.waiting: set[asyncio.Task[object]] = set()
 
     def share(self, capacity: Callable[[], int]) -> None:
         """From now on, use only `capacity()` of the budget (this process's share of it)."""
@@ -91,11 +93,21 @@ class SlidingWindowLimiter:
         if self.in_flight == 0:
             self._idle.set()
 
+    async def _wait_turn(self) -> None:
+        task = asyncio.current_task()
+        if task is not None:
+            self.waiting.add(task)
+        try:
+            await self._admit()
+        finally:
+            if task is not None:
+                self.waiting.discard(task)
+
     @contextlib.asynccontextmanager
     async def slot(self) -> AsyncIterator[None]:
         """Wait until one more request may go out; hold its slot until a window after the
         block ends (the answer came back, or the request failed)."""
-        await self._admit()
+        await self._wait_turn()
         try:
             yield
         finally:
@@ -103,7 +115,7 @@ class SlidingWindowLimiter:
 
     async def acquire(self) -> None:
         """Take a slot for a request sent right away (held for one window from now)."""
-        await self._admit()
+        await self._wait_turn()
         self._done()
 
     async def quiesce(self, timeout_s: float) -> bool:

@@ -25,6 +25,7 @@ from adapters.core.instance import build_instance
 from adapters.core.ledger import LedgerEntry
 from adapters.core.ledger_store import Ledger, LedgerIndex
 from adapters.core.metrics import Metrics
+from adapters.core.ratelimit import Unlimited
 from adapters.core.vendor_http import VendorResponse
 from adapters.registry import VENDORS
 from tests.unit.core.memory_log import MemoryLog
@@ -82,6 +83,7 @@ class ScriptedVendor:
     answers: list[int | Exception]
     sent: list[tuple[str, str, Any]] = field(default_factory=list)
     delay_s: float = 0.01
+    limiter: Unlimited = field(default_factory=Unlimited)
 
     async def request(
         self,

@@ -12,6 +12,7 @@ from aiokafka.structs import ConsumerRecord
 
 from adapters.core.command_worker import Invalid, _fill_path
 from adapters.core.commands.scheduler import KeyLocks
+from adapters.core.ratelimit import SlidingWindowLimiter
 from adapters.core.rest_command import rest_command
 from adapters.core.vendor_http import VendorResponse
 from tests.unit.core.command_harness import TP, ScriptedVendor, activity, harness
@@ -202,22 +203,19 @@ class OneRequestBudget:
     """A vendor whose rate budget lets one request out; the others wait for it, unsent."""
 
     def __init__(self) -> None:
+        self.limiter = SlidingWindowLimiter(1, 3600.0)
         self.sent: list[str] = []
         self.sent_one = asyncio.Event()
         self.answer = asyncio.Event()
-        self._used = False
-        self._never = asyncio.Event()
 
     async def request(self, method: str, path: str, *, before_send: Any = None, **_: Any) -> Any:
-        if self._used:
-            await self._never.wait()  # waiting for budget: nothing has left
-        self._used = True
-        if before_send is not None:
-            await before_send()
-        self.sent.append(path)
-        self.sent_one.set()
-        await self.answer.wait()
-        return VendorResponse(200, {}, b'{"id": 7}')
+        async with self.limiter.slot():  # the others wait here for budget: nothing has left
+            if before_send is not None:
+                await before_send()
+            self.sent.append(path)
+            self.sent_one.set()
+            await self.answer.wait()
+            return VendorResponse(200, {}, b'{"id": 7}')
 
     async def close(self) -> None:
         return None
