@@ -1,9 +1,9 @@
 """Every assumption knob a fake vendor has is flipped by at least one test.
 
-A fake's behaviour struct (`FakeMocoBehaviour`, `FakeMobilityWorkBehaviour`) holds every
-reading of what the vendor's document leaves open. Workbridge must work under each reasonable
-reading, so each field must be set away from its default somewhere under tests/: a knob added
-without such a test fails here, by name.
+A fake's behaviour struct (`FakeMocoBehaviour`, `FakeMobilityWorkBehaviour`,
+`FakeClickMaintBehaviour`) holds every reading of what the vendor's document leaves open.
+Workbridge must work under each reasonable reading, so each field must be set away from its
+default somewhere under tests/: a knob added without such a test fails here, by name.
 
 "Set" means the field appears as a keyword argument (`first_id=…`) in a test file that imports
 the vendor's fake module: `FakeMocoBehaviour(first_id=5)`, `msgspec.structs.replace(b,
@@ -20,6 +20,7 @@ from pathlib import Path
 import msgspec
 import pytest
 
+from adapters.clickmaint.fake import FakeClickMaintBehaviour
 from adapters.mobilitywork.fake import FakeMobilityWorkBehaviour
 from adapters.moco.fake import FakeMocoBehaviour
 
@@ -30,6 +31,7 @@ THIS = Path(__file__).resolve()
 FAKES: list[tuple[str, type[msgspec.Struct], str]] = [
     ("moco", FakeMocoBehaviour, "adapters.moco.fake"),
     ("mobilitywork", FakeMobilityWorkBehaviour, "adapters.mobilitywork.fake"),
+    ("clickmaint", FakeClickMaintBehaviour, "adapters.clickmaint.fake"),
 ]
 
 
