@@ -152,7 +152,8 @@ RATE_LIMIT_PER_SECONDS = 300.0  # not in the vendor document
 
 
 EntityId = Annotated[int, msgspec.Meta(gt=0)]
-Matcher = Annotated[str, msgspec.Meta(pattern=r"^[a-z][a-z0-9_]*\Z")]
+# `$` and not `\Z`: the same pattern is in the chart's schema, which Go's regexp (helm) reads.
+Matcher = Annotated[str, msgspec.Meta(pattern=r"^[a-z][a-z0-9_]*$")]
 
 
 class ClickMaintOptions(PolledVendorOptions, kw_only=True, forbid_unknown_fields=True):

@@ -91,7 +91,7 @@ def test_a_chart_that_disagrees_fails_the_check_and_is_rewritten(chart_copy: Pat
     schema_path.write_text(json.dumps(schema, indent=2) + "\n", encoding="utf-8")
     values_path = chart_copy / CHART_VALUES
     values = values_path.read_text(encoding="utf-8")
-    block = "vendorRateLimits:\n  moco:\n    requests: 15\n"
+    block = "  moco:\n    requests: 15\n"
     assert block in values
     values_path.write_text(values.replace(block, block.replace("15", "30")), encoding="utf-8")
 
