@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
+from adapters.clickmaint.batch import batch_spec
 from adapters.clickmaint.commands import COMMANDS, bind_commands
 from adapters.clickmaint.dev import start_dev
 from adapters.clickmaint.resources import POLL, event_models
@@ -156,6 +157,7 @@ SPEC = VendorSpec(
     poll=POLL,
     commands=COMMANDS,
     bind_commands=bind_commands,
+    batch=batch_spec,
     check_instance=check_instance,
     options=ClickMaintOptions,
     startup_warnings=startup_warnings,

@@ -156,6 +156,30 @@ EntityId = Annotated[int, msgspec.Meta(gt=0)]
 Matcher = Annotated[str, msgspec.Meta(pattern=r"^[a-z][a-z0-9_]*$")]
 
 
+class BatchOptions(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """How commands are coalesced into the batch endpoint."""
+
+    enabled: Annotated[
+        bool,
+        msgspec.Meta(description="coalesce commands queued behind the rate budget into batches"),
+    ] = True
+    path: Annotated[
+        str,
+        msgspec.Meta(
+            description="the batch endpoint, relative to base_url (not in the vendor document)"
+        ),
+    ] = BATCH_PATH
+    max_ops: Annotated[
+        int,
+        msgspec.Meta(
+            ge=1,
+            le=BATCH_MAX_OPS,
+            description="most commands per batch; a lost batch answer makes that many "
+            "creates ambiguous",
+        ),
+    ] = BATCH_SIZE_DEFAULT
+
+
 class ClickMaintOptions(PolledVendorOptions, kw_only=True, forbid_unknown_fields=True):
     """Click Maint's `options`: the entities, the region, and the guesses above."""
 
@@ -203,6 +227,7 @@ class ClickMaintOptions(PolledVendorOptions, kw_only=True, forbid_unknown_fields
         Literal["PATCH", "PUT"],
         msgspec.Meta(description="the method of the update commands (not in the document)"),
     ] = UPDATE_METHOD  # not in the vendor document
+    batch: BatchOptions = msgspec.field(default_factory=BatchOptions)
 
     def __post_init__(self) -> None:
         # An instance names only the paths it changes; the others keep the guesses above.

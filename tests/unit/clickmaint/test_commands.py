@@ -630,6 +630,7 @@ async def run(
 ) -> tuple[CommandResult, ScriptedClient]:
     client = ScriptedClient(*answers)
     inst.client = client  # type: ignore[assignment]
+    inst.batcher = None  # one command: it goes alone (batching: tests/unit/core/test_batching.py)
     cmd = command(type_, data)
     got = check(inst, cmd)
     assert isinstance(got, Checked), got
