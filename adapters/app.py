@@ -25,6 +25,7 @@ from adapters.core.metrics import Metrics
 from adapters.core.poller import PollRunner
 from adapters.core.publisher import Publisher
 from adapters.core.record_limits import max_record_bytes
+from adapters.core.vendor_http import TransportError
 from adapters.core.webhook_server import WebhookServer
 from adapters.registry import VENDORS
 from adapters.validation import check_config
@@ -60,6 +61,7 @@ class Bridge:
         self.pollers: list[PollRunner] = []
         self.workers: list[CommandWorker] = []
         self.budgets: dict[str, BudgetShare] = {}
+        self._checks: list[asyncio.Task[None]] = []
         self._runner: BoundedAppRunner | None = None
         self._site: web.TCPSite | None = None
         self._kafka_ok = False
@@ -135,10 +137,28 @@ class Bridge:
             *(p.start() for p in self.pollers),
             *(w.start() for w in self.workers),
         )
+        # In the background: a check waits for the budget like every call, and the
+        # process is ready meanwhile (what it finds stops the process).
+        self._checks = [
+            asyncio.create_task(self._startup_check(inst), name=f"startup-check-{inst.name}")
+            for inst in self.instances.values()
+            if inst.spec.startup_check is not None and self._calls_vendor(inst)
+        ]
         say(
             f"workbridge ready on port {self.port}: {len(self.instances)} instance(s), "
             f"{len(self.pollers)} poller(s), {len(self.workers)} command worker(s)"
         )
+
+    async def _startup_check(self, inst: Instance) -> None:
+        check = inst.spec.startup_check
+        assert check is not None
+        try:
+            problem = await check(inst.client, inst.cfg)
+        except (TransportError, TimeoutError) as exc:
+            log.warning("%s: the start-up check could not reach the vendor: %s", inst.name, exc)
+            return
+        if problem is not None:
+            self.fail(f"instance {inst.name}: {problem}")
 
     def _calls_vendor(self, inst: Instance) -> bool:
         roles = self.config.roles
@@ -273,6 +293,8 @@ class Bridge:
             self.server.stopping = True
         if self._health_task is not None:
             self._health_task.cancel()
+        for check in self._checks:
+            check.cancel()
         # All parts drain at once, so the stop takes one grace period, not one per part.
         await asyncio.gather(
             self._drain_http(),

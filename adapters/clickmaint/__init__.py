@@ -18,6 +18,7 @@ from adapters.clickmaint.dev import start_dev
 from adapters.clickmaint.resources import POLL, event_models
 from adapters.clickmaint.undocumented import (
     API_ROOT_PATH,
+    ENTITIES_PATH,
     ERROR_ENVELOPE_IN_2XX_FAILS,
     RATE_LIMIT_PER_SECONDS,
     RATE_LIMIT_REQUESTS,
@@ -26,7 +27,7 @@ from adapters.clickmaint.undocumented import (
 )
 from adapters.core.errors import Action, Answer, ErrorTable, Matcher, Rule, json_body
 from adapters.core.vendor import RateLimit, VendorSpec, static_auth
-from adapters.core.vendor_http import RateLimitHeaders
+from adapters.core.vendor_http import RateLimitHeaders, VendorClient
 from adapters.settings import InstanceConfig, OptionsError
 
 # The hosts of the documented regions ("Replace the .com with .ca").
@@ -39,6 +40,18 @@ def auth_headers(inst: InstanceConfig) -> dict[str, str]:
     if inst.api_key is None or not inst.api_key.reveal():
         return {}
     return {"Authorization": f"Bearer {inst.api_key.reveal()}"}
+
+
+async def startup_check(client: VendorClient, inst: InstanceConfig) -> str | None:
+    """`GET /entities` once: a refused API key stops the process with the vendor's words."""
+    answer = await client.request("GET", ENTITIES_PATH)
+    if answer.status in (401, 403):
+        said = error_message(answer) or f"HTTP {answer.status}"
+        return (
+            f"Click Maint refused the API key ({said}): check api_key / api_key_file of this "
+            "instance"
+        )
+    return None
 
 
 def error_message(answer: Answer) -> str | None:
@@ -158,6 +171,7 @@ SPEC = VendorSpec(
     commands=COMMANDS,
     bind_commands=bind_commands,
     batch=batch_spec,
+    startup_check=startup_check,
     check_instance=check_instance,
     options=ClickMaintOptions,
     startup_warnings=startup_warnings,

@@ -65,6 +65,7 @@ from adapters.core.rest_command import PathFieldInvalid, path_segment
 from adapters.core.scopes import ListedScopes
 from adapters.core.vendor import EventDraft, PollResource, PollSpec
 from adapters.core.vendor_http import VendorResponse
+from adapters.settings import VendorOptions
 
 log = logging.getLogger(__name__)
 
@@ -507,18 +508,20 @@ def _resources() -> dict[str, PollResource]:
 
 
 class EntityScopes:
-    """`ENTITIES` as the core's `ScopeSource` protocol types it.
-
-    The protocol declares `refresh_s` a settable attribute, which the frozen `ListedScopes`
-    does not satisfy for mypy; this holds it as a plain attribute and delegates the rest.
-    """
+    """The instance's entities: those its options list, else every one `GET /entities` lists."""
 
     def __init__(self, listed: ListedScopes) -> None:
         self.listed = listed
-        self.refresh_s = listed.refresh_s
 
-    async def discover(self, fetch: Fetch) -> list[str]:
-        """Every entity `GET /entities` lists."""
+    @property
+    def refresh_s(self) -> float:
+        """How often `GET /entities` is read again."""
+        return self.listed.refresh_s
+
+    async def discover(self, fetch: Fetch, options: VendorOptions | None = None) -> list[str]:
+        """`options.entities` when it lists ids (nothing is read), else `GET /entities`."""
+        if isinstance(options, ClickMaintOptions) and options.entities != "all":
+            return [str(e) for e in options.entities]
         return await self.listed.discover(fetch)
 
     def headers(self, scope: str) -> Mapping[str, str]:

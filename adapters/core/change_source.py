@@ -176,10 +176,14 @@ class ScopeSource(Protocol):
     """Discovers the scopes a fanned-out resource runs in (Click Maint: its entities), and says
     how a request is made in one of them."""
 
-    refresh_s: float
+    @property
+    def refresh_s(self) -> float:
+        """How often the scopes are discovered again (a new one starts its tasks then)."""
+        ...
 
-    async def discover(self, fetch: Fetch) -> list[str]:
-        """The scopes there are now."""
+    async def discover(self, fetch: Fetch, options: VendorOptions | None = None) -> list[str]:
+        """The scopes there are now, for an instance with these options (an instance may
+        name its scopes instead of having them listed)."""
         ...
 
     def headers(self, scope: str) -> Mapping[str, str]:

@@ -318,7 +318,11 @@ class PollRunner:
         while True:
             try:
                 found = sorted(
-                    set(await scopes.discover(lambda r: fetch(self.inst, r, policy, self.metrics)))
+                    set(
+                        await scopes.discover(
+                            lambda r: fetch(self.inst, r, policy, self.metrics), self.inst.options
+                        )
+                    )
                 )
             except Exception as exc:  # the vendor being down must not end the process
                 log.error("poll %s: scope discovery failed: %s", self.inst.name, exc)

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 from adapters.core.change_source import Fetch, PollError
 from adapters.core.pagination import JsonPath, PageRequest, PageWalk, Paginator, dig
+from adapters.settings import VendorOptions
 
 
 @dataclass(frozen=True)
@@ -29,7 +30,7 @@ class ListedScopes:
     # How often the list is read again (a new entity starts its tasks then).
     refresh_s: float = 300.0
 
-    async def discover(self, fetch: Fetch) -> list[str]:
+    async def discover(self, fetch: Fetch, options: VendorOptions | None = None) -> list[str]:
         """Every scope the listing holds, in the vendor's order."""
         walk = PageWalk(self.max_pages)
         request: PageRequest | None = self.paginator.first(self.path, self.params, self.page_size)

@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from adapters.core.batching import BatchSpec
     from adapters.core.change_source import ChangeSource, ScopeSource
     from adapters.core.vendor_call import CallOutcome
-    from adapters.core.vendor_http import VendorResponse
+    from adapters.core.vendor_http import VendorClient, VendorResponse
     from adapters.devkit import StartDevFake
     from adapters.settings import InstanceConfig
 
@@ -219,5 +219,9 @@ class VendorSpec:
     # The vendor's batch endpoint, as one instance uses it (None: no batching for it); the
     # executor then coalesces queued commands into it (batching.py).
     batch: Callable[[InstanceConfig], BatchSpec | None] | None = None
+    # Asked once a process has started its parts for the instance: a problem that no retry
+    # will fix (Click Maint: the API key is refused) as text, and the process stops with it.
+    # Its requests are within the budget like any other. None: nothing to check.
+    startup_check: Callable[[VendorClient, InstanceConfig], Awaitable[str | None]] | None = None
     # Starts the vendor's fake for `workbridge dev` (None: the vendor is left out of it).
     dev: StartDevFake | None = None

@@ -262,6 +262,16 @@ async def test_scopes_are_the_entities_that_get_entities_lists() -> None:
     assert POLL.scopes.refresh_s == ENTITIES.refresh_s == 300.0
 
 
+async def test_an_instance_that_lists_its_entities_reads_no_entity_listing() -> None:
+    vendor = Vendor({"/entities": [ENTITIES_ANSWER]})
+    assert POLL.scopes is not None
+    listed = ClickMaintOptions.decode({"entities": [7, 9]})
+    assert await POLL.scopes.discover(vendor, listed) == ["7", "9"]
+    assert vendor.sent == []
+    every = ClickMaintOptions.decode({"entities": "all"})
+    assert await POLL.scopes.discover(vendor, every) == ["2"]
+
+
 async def test_entities_on_every_page_are_found() -> None:
     second = copy.deepcopy(ENTITIES_ANSWER)
     second["data"] = [{"id": 7, "name": "North Plant"}, {"id": 2, "name": "Main Facility"}]
