@@ -225,6 +225,12 @@ class PollingConfig(_Base):
     # Pages one cycle of a listing reads before it yields to the next cycle (it goes on where
     # it stopped). Default: the vendor's declaration (50 for a listing).
     max_pages: Positive | None = None
+    # The most of this process's share of the vendor budget that polls may take in a window,
+    # so that commands are never starved by many (entity, resource) tasks. 1: no reserve.
+    max_budget_share: Annotated[float, msgspec.Meta(gt=0, le=1)] = 0.5
+    # A task not visited for longer than this is reported (log and the staleness metric):
+    # the budget's poll share cannot serve every task that often. Default: 10 x interval_s.
+    max_staleness_s: PositiveFloat | None = None
 
     def __post_init__(self) -> None:
         if self.enabled and not self.resources:

@@ -39,6 +39,12 @@ class Metrics:
             ["instance", "resource", "outcome"],
             registry=r,
         )
+        self.poll_staleness = Gauge(
+            "workbridge_poll_staleness_seconds",
+            "Seconds since the poll task last completed a cycle, for the tasks this process owns",
+            ["instance", "resource"],
+            registry=r,
+        )
         self.commands = Counter(
             "workbridge_command_results_total",
             "Command results by status",

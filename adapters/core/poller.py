@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 import functools
 import logging
+import time
 import zlib
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -38,6 +39,7 @@ from adapters.core.metrics import Metrics
 from adapters.core.pagination import PageRequest
 from adapters.core.poll_commit import dead_letter_record
 from adapters.core.poll_state import StateError, encode_state
+from adapters.core.ratelimit import SlidingWindowLimiter
 from adapters.core.state_restore import restore_partition
 from adapters.core.vendor import PollResource
 from adapters.core.vendor_call import RetryPolicy, call_with_retry
@@ -73,6 +75,22 @@ def owner_partition(key: str, partitions: int) -> int:
     return zlib.crc32(key.encode()) % partitions
 
 
+def poll_gate(inst: Instance) -> SlidingWindowLimiter | None:
+    """The polls' part of the instance's budget: `polling.max_budget_share` of what this
+    process may use (at least one request), so that commands always find room. None for a
+    budget of unknown size, or a share of 1."""
+    main = inst.client.limiter
+    share = inst.cfg.polling.max_budget_share
+    if main.requests <= 0 or share >= 1:
+        return None
+    return SlidingWindowLimiter(
+        main.requests,
+        main.window,
+        margin_s=0.0,
+        capacity=lambda: max(1, int(share * main.capacity)) if main.capacity else 0,
+    )
+
+
 class PollTask:
     """Polls one task (resource, scope) of one instance for as long as this process owns it."""
 
@@ -90,8 +108,13 @@ class PollTask:
         scope_headers: dict[str, str] | None = None,
         on_lost: Callable[[str], None] | None = None,
         on_commit: Callable[[str, bytes], None] | None = None,
+        gate: SlidingWindowLimiter | None = None,
     ) -> None:
         self.inst, self.res, self.producer, self.state = inst, res, producer, state
+        # The polls' part of the budget (see PollRunner); None: no reserve for commands.
+        self.gate = gate
+        # When the task last completed a cycle (or was taken over): its staleness.
+        self.visited = time.monotonic()
         self.scope = scope
         self.key = task_key(res.name, scope)
         self._scope_headers = scope_headers or {}
@@ -120,6 +143,7 @@ class PollTask:
         while True:
             try:
                 await self.poll_once()
+                self.visited = time.monotonic()
                 self.metrics.polls.labels(self.inst.name, self.key, "ok").inc()
             except Exception as exc:  # a bug or vendor surprise must not end polling for good
                 self.metrics.polls.labels(self.inst.name, self.key, "error").inc()
@@ -196,9 +220,14 @@ class PollTask:
             )
 
     async def _fetch(self, request: PageRequest) -> VendorResponse:
-        return await fetch(
-            self.inst, request, self.policy, self.metrics, headers=self._scope_headers
-        )
+        if self.gate is None:
+            return await fetch(
+                self.inst, request, self.policy, self.metrics, headers=self._scope_headers
+            )
+        async with self.gate.slot():
+            return await fetch(
+                self.inst, request, self.policy, self.metrics, headers=self._scope_headers
+            )
 
 
 async def fetch(
@@ -266,6 +295,11 @@ class PollRunner:
         assert spec is not None
         self.spec = spec
         self.resources = [spec.resources[name] for name in inst.cfg.polling.resources]
+        self.gate = poll_gate(inst)
+        polling = inst.cfg.polling
+        self.max_staleness_s = polling.max_staleness_s or 10 * polling.interval_s
+        self._stale: set[str] = set()
+        self._staleness_task: asyncio.Task[None] | None = None
         self.consumer: AIOKafkaConsumer | None = None
         # Per owned partition: its producer and the asyncio tasks of its poll tasks.
         self.owned: dict[int, tuple[AIOKafkaProducer, list[asyncio.Task[None]]]] = {}
@@ -294,6 +328,7 @@ class PollRunner:
         self.consumer.subscribe([self.inst.topics.cursors], listener=_Rebalance(self))
         await self.consumer.start()
         self._loop_task = asyncio.create_task(self._membership())
+        self._staleness_task = asyncio.create_task(self._watch_staleness())
         self._loop_task.add_done_callback(self._loop_ended)
         if self.spec.scopes is not None and any(r.scoped for r in self.resources):
             self._scope_task = asyncio.create_task(self._discover_scopes())
@@ -385,6 +420,7 @@ class PollRunner:
             scope_headers=headers,
             on_lost=functools.partial(self._partition_lost, partition),
             on_commit=states.__setitem__,
+            gate=self.gate,
         )
         self.tasks[key] = task
         run = asyncio.create_task(task.run(), name=f"poll-{self.inst.name}-{key}")
@@ -443,6 +479,33 @@ class PollRunner:
         for name in [n for n, t in self.tasks.items() if t.partition in partitions]:
             del self.tasks[name]
             self._runs.pop(name, None)
+            with contextlib.suppress(KeyError):
+                self.metrics.poll_staleness.remove(self.inst.name, name)
+
+    async def _watch_staleness(self, every_s: float = 5.0) -> None:
+        # Staleness as a gauge per owned task, and a warning when one is visited too rarely
+        # (a budget too small for this many tasks at this interval).
+        while True:
+            now = time.monotonic()
+            for key, task in list(self.tasks.items()):
+                stale = now - task.visited
+                self.metrics.poll_staleness.labels(self.inst.name, key).set(stale)
+                if stale > self.max_staleness_s and key not in self._stale:
+                    self._stale.add(key)
+                    log.warning(
+                        "poll %s/%s: not visited for %.0fs (polling.max_staleness_s %.0f): the "
+                        "polls' part of the rate budget cannot serve %d task(s) this often; "
+                        "raise polling.interval_s or polling.max_budget_share, or poll fewer "
+                        "resources",
+                        self.inst.name,
+                        key,
+                        stale,
+                        self.max_staleness_s,
+                        len(self.tasks),
+                    )
+                elif stale <= self.max_staleness_s:
+                    self._stale.discard(key)
+            await asyncio.sleep(every_s)
 
     def _partition_count(self) -> int:
         assert self.consumer is not None
@@ -460,7 +523,7 @@ class PollRunner:
 
     async def stop(self) -> None:
         """Stop polling, leave the group (another replica takes over)."""
-        for loop in (self._scope_task, self._loop_task):
+        for loop in (self._scope_task, self._loop_task, self._staleness_task):
             if loop is not None:
                 loop.cancel()
                 with contextlib.suppress(asyncio.CancelledError, Exception):
