@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 import yaml
 
+from adapters.clickmaint.undocumented import ClickMaintOptions
 from adapters.config import Config, parse_config
 from adapters.core.budget import budget_partitions
 from adapters.core.metrics import Metrics
@@ -597,3 +598,34 @@ def test_command_workers_keep_their_ledger_index_on_a_volume_of_its_own() -> Non
     docs = render(CHART / "examples" / "moco.yaml", "workers.roles.commands=false")
     volumes = deployments(docs)["workers"]["spec"]["template"]["spec"]["volumes"]
     assert "ledger" not in {v["name"] for v in volumes}
+
+
+def test_clickmaint_example_renders_what_the_connector_reads(tmp_path: Path) -> None:
+    example = CHART / "examples" / "clickmaint.yaml"
+    spec = VENDORS["clickmaint"]
+    docs = render(example)
+    workers = deployments(docs)["workers"]
+    config = load_as_mounted(raw_config(docs, workers), secret_files(workers), tmp_path)
+    (inst,) = config.instances
+    assert (inst.vendor, inst.name) == ("clickmaint", "plant")
+    assert inst.api_key is not None and inst.webhook_secret is None
+    assert not inst.webhooks.enabled and inst.polling.enabled and inst.commands.enabled
+    # Every resource, and the documented region's URL (check_instance passed in the loader).
+    assert spec.poll is not None and sorted(inst.polling.resources) == sorted(spec.poll.resources)
+    options = ClickMaintOptions.of(inst)
+    assert (options.entities, options.region) == ([1, 2], "com")
+    assert spec.batch is not None
+    batch = spec.batch(inst)
+    assert batch is not None and (batch.path, batch.max_ops) == ("/batch", 20)
+    # The budget is the vendor's default (300 per 5 minutes), for the whole deployment.
+    assert spec.rate_limit is not None and inst.rate_limit is not None
+    assert (inst.rate_limit.requests, inst.rate_limit.per_seconds) == (
+        spec.rate_limit.requests,
+        spec.rate_limit.per_seconds,
+    )
+    assert budget_partitions(inst.rate_limit.requests) == 60  # 30 and 30 for the 2 workers
+    policies = {component(p): p["spec"] for p in of_kind(docs, "NetworkPolicy").values()}
+    egress_ports = [[p["port"] for p in rule["ports"]] for rule in policies["workers"]["egress"]]
+    assert egress_ports == [[53, 53], [9093], [443]]
+    # Click Maint sends no webhooks: the receivers can be left out, as the example says.
+    assert set(deployments(render(example, "webhooks.enabled=false"))) == {"workers"}
