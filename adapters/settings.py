@@ -250,8 +250,10 @@ class CommandsConfig(_Base):
     # Default: the vendor's advice (Mobility Work: 10 minutes), else 60 s.
     backoff_max_s: PositiveFloat | None = None
     # Commands worked on at once by this process; commands of one subject run in order.
-    # Those that finish together share one Kafka transaction.
-    concurrency: Positive = 16
+    # Those that finish together share one Kafka transaction. Default: 16, or twice the
+    # batch size for a vendor whose commands are batched (a batch holds only calls in
+    # progress at once).
+    concurrency: Positive | None = None
 
 
 class WebhooksConfig(_Base):

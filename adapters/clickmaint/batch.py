@@ -71,7 +71,5 @@ def batch_spec(inst: InstanceConfig) -> BatchSpec | None:
         decode=decode,
         group_key=_entity,
         max_ops=options.max_ops,
-        batchable=lambda op: (
-            op.method in {"POST", "PATCH", "PUT", "DELETE"} and not op.path.startswith("http")
-        ),
+        batchable=_batchable,
     )

@@ -59,6 +59,10 @@ class BatchSpec:
     max_ops: int = 20
     # Whether `method` may go into a batch at all (e.g. not the batch endpoint itself).
     batchable: Callable[[BatchOp], bool] = lambda _op: True
+    # With a backlog forming (two calls or more queued when a slot frees), how long the
+    # batch waits for more before it leaves: a budget with room would otherwise be spent
+    # on batches of a few calls each. A call that finds nothing queued never waits.
+    linger_s: float = 0.05
 
 
 @dataclass
@@ -86,6 +90,8 @@ class Batcher:
         self._loop: asyncio.Task[None] | None = None
         # Set when the batch endpoint turned out not to exist: every call goes alone.
         self.disabled = False
+        # A batch got 404/405: its calls, sent alone, tell a missing endpoint from a refusal.
+        self._suspect = False
         self._alone: set[asyncio.Task[None]] = set()
         # Figures for the metrics and the benchmark.
         self.requests = 0
@@ -152,9 +158,15 @@ class Batcher:
                 await self._wake.wait()
             # A slot of the budget first: whatever queued meanwhile leaves in it together.
             async with self.client.limiter.slot():
+                if self.spec.linger_s > 0 and 1 < self._queued_in_first_group() < self.spec.max_ops:
+                    await asyncio.sleep(self.spec.linger_s)
                 taken = self._take()
                 if taken:
                     await self._send(taken)
+
+    def _queued_in_first_group(self) -> int:
+        live = [q for q in self._queue if not q.answer.done()]
+        return sum(1 for q in live if q.group == live[0].group) if live else 0
 
     def _take(self) -> list[_Queued]:
         # Calls abandoned while they waited (their command was handed back) are dropped.
@@ -201,22 +213,15 @@ class Batcher:
                 _fail(q, TransportError(f"batch: {exc}", may_have_acted=exc.may_have_acted))
             return
         if answer.status in (404, 405):
-            # The batch path is a guess (Click Maint's copy lost it): wrong here. Nothing ran;
-            # the calls go alone, and so does every later one.
-            log.error(
-                "batch endpoint %s answered %d: batching is off for this process; set the "
-                "vendor's batch path in the instance options, or switch batching off",
-                self.spec.path,
-                answer.status,
-            )
-            self.disabled = True
-            # The first uses the slot this batch held; the others take their own once it is
-            # given back (waiting for one inside it could wait for ever on a budget of one).
-            for q in taken[1:]:
-                task = asyncio.create_task(self._send_alone(q, in_slot=False))
+            # Either the batch path is wrong (a guess: Click Maint's copy lost it) or the
+            # vendor refused what the batch is about (Click Maint: an unknown X-Entity-Id is
+            # 404 too). Nothing ran either way: each call goes alone, in a slot of its own
+            # once this one is given back, and their answers tell which it was.
+            self._suspect = True
+            for q in taken:
+                task = asyncio.create_task(self._send_alone(q, in_slot=False, probe=True))
                 self._alone.add(task)
                 task.add_done_callback(self._alone.discard)
-            await self._send_alone(taken[0])
             return
         if not 200 <= answer.status < 300:
             # 429: nothing ran (the client already paused the budget). 5xx: some ops may have
@@ -239,7 +244,7 @@ class Batcher:
         for q, op_answer in zip(taken, answers, strict=True):
             _answer(q, op_answer)
 
-    async def _send_alone(self, q: _Queued, *, in_slot: bool = True) -> None:
+    async def _send_alone(self, q: _Queued, *, in_slot: bool = True, probe: bool = False) -> None:
         try:
             answer = await self.client.request(
                 q.op.method,
@@ -251,6 +256,17 @@ class Batcher:
         except TransportError as exc:
             _fail(q, exc)
             return
+        if probe and self._suspect and answer.status not in (404, 405):
+            # The call went through alone where its batch got 404/405: the batch endpoint
+            # is not there. Every later call goes alone.
+            self._suspect = False
+            self.disabled = True
+            log.error(
+                "batch endpoint %s answered 404/405 while its calls alone did not: batching "
+                "is off for this process; set the vendor's batch path in the instance "
+                "options, or switch batching off",
+                self.spec.path,
+            )
         _answer(q, answer)
 
 

@@ -145,6 +145,17 @@ class PartitionWork:
         return self.schedule.should_pause()
 
 
+def command_concurrency(inst: Instance) -> int:
+    """Commands in progress at once: as configured, else 16, else (batching) enough calls to
+    fill two batches, since a batch holds only calls in progress at the same time."""
+    configured = inst.cfg.commands.concurrency
+    if configured is not None:
+        return configured
+    if inst.batcher is not None:
+        return max(16, 2 * inst.batcher.spec.max_ops)
+    return 16
+
+
 class CommandWorker:
     """Consumes one instance's command topic in the instance's consumer group."""
 
@@ -169,7 +180,7 @@ class CommandWorker:
         self.restore_stall_s = restore_stall_s
         self.executor = Executor(inst, metrics)
         # Per process: the vendor budget is shared anyway; this bounds open requests.
-        self.slots = asyncio.Semaphore(inst.cfg.commands.concurrency)
+        self.slots = asyncio.Semaphore(command_concurrency(inst))
         self.group_id = inst.topics.group("commands")
         self.on_fatal = on_fatal or (lambda message: log.critical("%s", message))
         self.owner: PartitionOwner[PartitionWork] = PartitionOwner(
