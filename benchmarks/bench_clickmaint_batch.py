@@ -57,7 +57,7 @@ API_KEY = "bench-api-key"
 NAME = "cm"
 P = "workbridge.clickmaint"
 LIMIT, WINDOW_S = 300, 300.0  # Click Maint's public page (FIELD-NOTES), the fake's default
-ENTITIES = [
+ENTITIES: list[dict[str, Any]] = [
     {"id": 1, "name": "Main Facility"},
     {"id": 2, "name": "North Plant"},
     {"id": 3, "name": "South Depot"},
@@ -211,7 +211,9 @@ async def collect_results(
                 for record in records:
                     event = from_record(record.key, record.value, list(record.headers))
                     cid = event.get_attributes()["commandid"]
-                    found.setdefault(cid, []).append(event.get_data())
+                    data = event.get_data()
+                    assert isinstance(data, dict), data
+                    found.setdefault(cid, []).append(data)
                     written = record.timestamp / 1000  # set by the bridge's producer
                     last = written if last is None else max(last, written)
             if settle_until is None and want <= set(found):
@@ -351,7 +353,7 @@ def main() -> int:
     parser.add_argument(
         "--concurrency",
         type=int,
-        help=f"commands.concurrency (default: not set, i.e. {CONCURRENCY_DEFAULT})",
+        help="commands.concurrency (default: not set: twice max_ops for a batching vendor)",
     )
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
