@@ -33,14 +33,10 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-import msgspec
-from aiokafka import AIOKafkaProducer
-
-from adapters.core.cloudevents_codec import make_event, to_kafka
 from adapters.core.kafka import Topics
 from adapters.localkafka.launcher import LocalKafka
 from adapters.moco.fake import FakeMoco
-from tests.integration.conftest import ce, read_records
+from tests.integration.conftest import Outgoing, ce, publish_commands, read_records
 from tests.process_cluster import Cluster
 
 API_KEY = "bench-api-key"
@@ -52,28 +48,15 @@ def say(message: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
 
-async def publish_backlog(bootstrap: str, prefix: str, n: int) -> None:
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=20)
-    await producer.start()
-    try:
-        topic = Topics(prefix, "moco").commands
-        sends = []
-        for i in range(n):
-            subject = f"company/bench-{i}"
-            event = make_event(
-                id=str(uuid.uuid4()),
-                source="/benchmarks/budget-drain",
-                type="workbridge.moco.company.create",
-                subject=subject,
-                partitionkey=subject,
-                data=msgspec.json.encode({"name": f"Bench {i}", "type": "customer"}),
-                extensions={"idempotencykey": f"drain-{i}"},
-            )
-            key, value, headers = to_kafka(event)
-            sends.append(await producer.send(topic, value=value, key=key, headers=headers))
-        await asyncio.gather(*sends)
-    finally:
-        await producer.stop()
+def backlog_commands(n: int) -> list[Outgoing]:
+    return [
+        (
+            "workbridge.moco.company.create",
+            {"name": f"Bench {i}", "type": "customer"},
+            f"company/bench-{i}",
+        )
+        for i in range(n)
+    ]
 
 
 def instance(base_url: str, workdir: Path) -> dict[str, Any]:
@@ -111,7 +94,13 @@ async def run(args: argparse.Namespace, bootstrap: str) -> dict[str, Any]:
         say(f"starting {args.processes} processes (logs in {workdir})")
         await cluster.start_all()
         say(f"publishing a backlog of {backlog} commands")
-        await publish_backlog(bootstrap, prefix, backlog)
+        await publish_commands(
+            bootstrap,
+            prefix,
+            backlog_commands(backlog),
+            source="/benchmarks/budget-drain",
+            idempotency_keys=[f"drain-{i}" for i in range(backlog)],
+        )
         while not fake.arrival_times:  # noqa: ASYNC110 (the fake has no event for it)
             await asyncio.sleep(0.1)
         began = fake.arrival_times[0]

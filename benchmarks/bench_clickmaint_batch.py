@@ -41,16 +41,16 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-import msgspec
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer
 
 from adapters.clickmaint.fake import FakeClickMaint
 from adapters.config import parse_config
-from adapters.core.cloudevents_codec import from_record, make_event, to_kafka
+from adapters.core.cloudevents_codec import from_record
 from adapters.core.kafka import Topics, ensure_topics
 from adapters.core.record_limits import max_record_bytes
 from adapters.localkafka.launcher import LocalKafka
 from adapters.settings import CommandsConfig
+from tests.integration.conftest import publish_commands
 from tests.process_cluster import Cluster
 
 API_KEY = "bench-api-key"
@@ -159,34 +159,6 @@ def instance(base_url: str, workdir: Path, max_ops: int, concurrency: int | None
     }
 
 
-async def publish(bootstrap: str, prefix: str, commands: list[tuple[str, Any, str]]) -> list[str]:
-    producer = AIOKafkaProducer(
-        bootstrap_servers=bootstrap, acks="all", enable_idempotence=True, linger_ms=20
-    )
-    await producer.start()
-    ids = []
-    try:
-        topic = Topics(prefix, NAME).commands
-        sends = []
-        for type_, data, subject in commands:
-            cid = str(uuid.uuid4())
-            event = make_event(
-                id=cid,
-                source="/benchmarks/clickmaint-batch",
-                type=type_,
-                subject=subject,
-                partitionkey=subject,
-                data=msgspec.json.encode(data),
-            )
-            key, value, headers = to_kafka(event)
-            sends.append(await producer.send(topic, value=value, key=key, headers=headers))
-            ids.append(cid)
-        await asyncio.gather(*sends)
-    finally:
-        await producer.stop()
-    return ids
-
-
 async def collect_results(
     bootstrap: str, topic: str, want: set[str], deadline_s: float
 ) -> tuple[dict[str, list[dict[str, Any]]], float | None]:
@@ -256,7 +228,9 @@ async def run_one(
             config.kafka, [topics], max_record_bytes=max_record_bytes(config.server.max_body_bytes)
         )
         commands = backlog(n, made)
-        ids = await publish(bootstrap, prefix, commands)
+        ids = await publish_commands(
+            bootstrap, prefix, commands, instance=NAME, source="/benchmarks/clickmaint-batch"
+        )
         say(f"max_ops {max_ops}: {len(ids)} commands on {topics.commands}; starting the process")
         cluster.start(0)
         await cluster.wait_ready(0)

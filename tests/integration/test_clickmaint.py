@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import time
-import uuid
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -20,15 +19,13 @@ from typing import Any
 import msgspec
 import pytest
 from aiohttp import web
-from aiokafka import AIOKafkaProducer
 
 from adapters.app import Bridge
 from adapters.clickmaint.fake import FakeClickMaint, RequestLogEntry
 from adapters.clickmaint.resources import POLL
 from adapters.config import Config, parse_config
-from adapters.core.cloudevents_codec import make_event, to_kafka
 from adapters.core.kafka import Topics
-from tests.integration.conftest import ce, read_records
+from tests.integration.conftest import Outgoing, ce, publish_commands, read_records
 
 pytestmark = pytest.mark.integration
 
@@ -256,33 +253,9 @@ async def results(
     return out
 
 
-async def publish(
-    bootstrap: str, prefix: str, commands: list[tuple[str, dict[str, Any], str]]
-) -> list[str]:
-    """Publish (type, data, subject) commands with one producer; their ids, in order."""
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=True)
-    await producer.start()
-    ids = []
-    try:
-        sends = []
-        for type_, data, subject in commands:
-            cid = str(uuid.uuid4())
-            event = make_event(
-                id=cid,
-                source="/tests",
-                type=type_,
-                subject=subject,
-                partitionkey=subject,
-                data=msgspec.json.encode(data),
-            )
-            key, value, headers = to_kafka(event)
-            topic = Topics(prefix, NAME).commands
-            sends.append(await producer.send(topic, value=value, key=key, headers=headers))
-            ids.append(cid)
-        await asyncio.gather(*sends)
-    finally:
-        await producer.stop()
-    return ids
+async def publish(bootstrap: str, prefix: str, commands: list[Outgoing]) -> list[str]:
+    """Publish (type, data, subject) commands to the Click Maint instance; their ids."""
+    return await publish_commands(bootstrap, prefix, commands, instance=NAME)
 
 
 async def wait_until(check: Callable[[], bool], timeout_s: float, what: str) -> None:

@@ -8,21 +8,17 @@ from __future__ import annotations
 import asyncio
 import itertools
 import time
-import uuid
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
-import msgspec
 import pytest
-from aiokafka import AIOKafkaProducer
 
-from adapters.core.cloudevents_codec import make_event, to_kafka
 from adapters.core.kafka import Topics
 from adapters.core.poller import owner_partition
 from adapters.moco.fake import FakeMoco
 from adapters.moco.ids import change_event_id, parse_time
-from tests.integration.conftest import API_KEY, SECRET, ce, read_records
+from tests.integration.conftest import API_KEY, SECRET, Outgoing, ce, publish_commands, read_records
 from tests.process_cluster import Cluster, total
 
 pytestmark = pytest.mark.integration
@@ -52,34 +48,15 @@ def instance(base_url: str, workdir: Path) -> dict[str, Any]:
     }
 
 
-async def publish_commands(bootstrap: str, prefix: str, n: int, pace_s: float) -> list[str]:
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=True)
-    await producer.start()
-    ids = []
-    try:
-        for i in range(n):
-            cid = str(uuid.uuid4())
-            subject = f"company/new-{i}"
-            event = make_event(
-                id=cid,
-                source="/tests/three-processes",
-                type="workbridge.moco.company.create",
-                subject=subject,
-                partitionkey=subject,
-                data=msgspec.json.encode(
-                    {"name": f"Co {i}", "type": "customer", "currency": "CHF"}
-                ),
-                extensions={"idempotencykey": f"three-{i}"},
-            )
-            key, value, headers = to_kafka(event)
-            await producer.send_and_wait(
-                Topics(prefix, "moco").commands, value=value, key=key, headers=headers
-            )
-            ids.append(cid)
-            await asyncio.sleep(pace_s)
-    finally:
-        await producer.stop()
-    return ids
+def company_creates(n: int) -> list[Outgoing]:
+    return [
+        (
+            "workbridge.moco.company.create",
+            {"name": f"Co {i}", "type": "customer", "currency": "CHF"},
+            f"company/new-{i}",
+        )
+        for i in range(n)
+    ]
 
 
 async def results_so_far(bootstrap: str, prefix: str) -> list[Any]:
@@ -163,7 +140,16 @@ async def test_three_processes_share_the_work_and_survive_a_kill_and_a_drain(
     try:
         await cluster.start_all()
         began = time.monotonic()
-        sender = asyncio.create_task(publish_commands(kafka_bootstrap, prefix, COMMANDS, 0.25))
+        sender = asyncio.create_task(
+            publish_commands(
+                kafka_bootstrap,
+                prefix,
+                company_creates(COMMANDS),
+                source="/tests/three-processes",
+                idempotency_keys=[f"three-{i}" for i in range(COMMANDS)],
+                pace_s=0.25,
+            )
+        )
         # Under load: records change while the commands run.
         await asyncio.sleep(3)
         for resource in RESOURCES:
