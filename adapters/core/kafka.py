@@ -238,10 +238,20 @@ async def _partition_count(admin: AIOKafkaAdminClient, topic: str) -> int:
 async def _wait_for_metadata(admin: AIOKafkaAdminClient, names: list[str]) -> None:
     for _ in range(100):
         described = await admin.describe_topics(names)
-        if all(d.get("error_code", 0) == 0 and d["partitions"] for d in described):
+        # A partition without a leader yet answers NotLeaderForPartition to the first fetch.
+        if all(
+            d.get("error_code", 0) == 0
+            and d["partitions"]
+            and all(
+                p.get("error_code", 0) == 0 and p.get("leader", -1) >= 0 for p in d["partitions"]
+            )
+            for d in described
+        ):
             return
         await asyncio.sleep(0.1)
-    raise TopicsNotReady(f"topics not visible in the cluster's metadata after 10 s: {names}")
+    raise TopicsNotReady(
+        f"topics or their partition leaders not in the cluster metadata after 10 s: {names}"
+    )
 
 
 def event_producer(

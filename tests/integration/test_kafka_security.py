@@ -138,6 +138,12 @@ def debug_logs(caplog: pytest.LogCaptureFixture) -> pytest.LogCaptureFixture:
     return caplog
 
 
+def _retried_by_aiokafka(record: logging.LogRecord) -> bool:
+    return record.name == "aiokafka.consumer.fetcher" and "NotLeaderForPartitionError" in (
+        record.getMessage()
+    )
+
+
 def leaks(secrets: list[str], *texts: str) -> list[str]:
     """Which texts hold one of the secrets (reported by index, not by content)."""
     return [
@@ -201,7 +207,12 @@ async def test_webhooks_polling_and_commands_through_the_secured_listener(
 
     # The first consumer group on this fresh broker makes it create __consumer_offsets;
     # aiokafka's "coordinator not available" retries while it does are not errors.
-    errors = [r for r in debug_logs.records if r.levelno >= logging.ERROR]
+    # And KRaft publishes a new partition's leader in the metadata a moment before the broker
+    # acts as its leader: aiokafka logs the first offset lookup's NotLeaderForPartition at ERROR
+    # and retries it. Neither touches the security setup this test is about.
+    errors = [
+        r for r in debug_logs.records if r.levelno >= logging.ERROR and not _retried_by_aiokafka(r)
+    ]
     assert errors == [], [f"{r.name}: {r.getMessage()}" for r in errors]
     secrets = [secured_kafka.password, secured_kafka.tls.client_key_password]
     assert leaks(secrets, debug_logs.text, capfd.readouterr().err) == []
