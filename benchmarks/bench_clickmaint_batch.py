@@ -15,13 +15,16 @@ At 300 requests per 5 minutes, 1,000 commands sent one request each take over 15
 in batches of up to `max_ops` they need 1,000 / max_ops requests and drain in seconds. Each
 `--max-ops` setting is one run (`options.batch.max_ops`, a fresh fake and topic prefix).
 `--concurrency` sets `commands.concurrency` (default: not set, as an operator gets it): a
-batch holds only calls in flight at once, and only those of one entity.
+batch holds only calls in flight at once, and only those of one entity. A baseline run
+(left out with `--no-baseline`) repeats the largest `max_ops` with `batch.chain_subjects`
+off (one command per record per batch), side by side in the same run.
 
 Reported per run: commands per API call (the commands' ops over the requests they went in:
 batch requests and calls sent alone), the time to drain (first vendor request to the last
 result on the results topic), the 429 answers, and each command's single result by status.
 Goals: at least 50 commands per API call at `max_ops` 100 (the largest setting), no 429, one
-result for every command and none other, all drained in under a minute. The exit code is 1
+result for every command and none other, every record as its last command left it (a
+subject's commands applied in order, each once), all drained in under a minute. The exit code is 1
 when a goal is missed.
 """
 
@@ -142,7 +145,9 @@ def backlog(n: int, made: dict[int, dict[str, list[int]]]) -> list[tuple[str, An
     return out
 
 
-def instance(base_url: str, workdir: Path, max_ops: int, concurrency: int | None) -> dict[str, Any]:
+def instance(
+    base_url: str, workdir: Path, max_ops: int, concurrency: int | None, chain: bool = True
+) -> dict[str, Any]:
     (workdir / "api_key").write_text(API_KEY + "\n")
     commands: dict[str, Any] = {"enabled": True, "deadline_s": 900}
     if concurrency is not None:
@@ -155,7 +160,10 @@ def instance(base_url: str, workdir: Path, max_ops: int, concurrency: int | None
         "webhooks": {"enabled": False},
         "polling": {"enabled": True, "resources": ["assets", "parts"], "interval_s": 60},
         "commands": commands,
-        "options": {"entities": [e["id"] for e in ENTITIES], "batch": {"max_ops": max_ops}},
+        "options": {
+            "entities": [e["id"] for e in ENTITIES],
+            "batch": {"max_ops": max_ops, "chain_subjects": chain},
+        },
     }
 
 
@@ -196,7 +204,7 @@ async def collect_results(
 
 
 async def run_one(
-    bootstrap: str, n: int, max_ops: int, concurrency: int | None, root: Path
+    bootstrap: str, n: int, max_ops: int, concurrency: int | None, root: Path, chain: bool = True
 ) -> dict[str, Any]:
     prefix = f"benchcm{uuid.uuid4().hex[:8]}"
     fake = FakeClickMaint(api_key=API_KEY, entities=ENTITIES)
@@ -207,9 +215,9 @@ async def run_one(
     made = seed(fake)
     await fake.start()
     assert fake.base_url is not None
-    workdir = root / f"max-ops-{max_ops}"
+    workdir = root / f"max-ops-{max_ops}{'' if chain else '-unchained'}"
     workdir.mkdir(parents=True, exist_ok=True)
-    inst = instance(fake.base_url, workdir, max_ops, concurrency)
+    inst = instance(fake.base_url, workdir, max_ops, concurrency, chain)
     cluster = Cluster(workdir, bootstrap, prefix, [inst], size=1, partitions=PARTITIONS)
     topics = Topics(prefix, NAME)
     try:
@@ -239,6 +247,7 @@ async def run_one(
         await cluster.stop_all()
         await fake.stop()
     kinds = Counter(type_.removeprefix(f"{P}.") for type_, _, _ in commands)
+    order_broken = out_of_order(fake, commands)
     requests = [r for r in fake.requests if r.batch_op is None]
     ops = [r for r in fake.requests if r.batch_op is not None]
     batch_path = fake.behaviour.batch_path
@@ -254,6 +263,7 @@ async def run_one(
     statuses = Counter(found[cid][0]["status"] for cid in single)
     return {
         "max_ops": max_ops,
+        "chain_subjects": chain,
         "concurrency": concurrency or CONCURRENCY_DEFAULT,
         "commands": len(ids),
         "mix": dict(kinds),
@@ -275,7 +285,37 @@ async def run_one(
         "one_result_each": len(single) == len(ids) and set(found) == set(ids),
         "result_statuses": dict(statuses),
         "writes_at_vendor": len(fake.calls),
+        "order_broken": order_broken,
     }
+
+
+def out_of_order(fake: FakeClickMaint, commands: list[tuple[str, Any, str]]) -> list[str]:
+    """Records whose final state is not their last command's (a subject's order broken).
+
+    Work orders and assets keep the field their last update set; a part's stock is the sum
+    of its restocks and adjustments (order-free, but each applied exactly once)."""
+    last: dict[tuple[int, str, int], tuple[str, Any]] = {}
+    stock: Counter[tuple[int, int]] = Counter()
+    for type_, data, _subject in commands:
+        kind = type_.removeprefix(f"{P}.")
+        entity, target = data["entity_id"], data.get("id")
+        if kind == "work_order.update":
+            last[(entity, "work_orders", target)] = ("title", data["title"])
+        elif kind in ("asset.update", "part.update"):
+            last[(entity, f"{kind.split('.')[0]}s", target)] = ("description", data["description"])
+        elif kind in ("part.restock", "part.adjust"):
+            stock[(entity, target)] += data["quantity"]
+    broken = [
+        f"{resource}/{rid}@{entity}: {field} {got!r}, last command set {want!r}"
+        for (entity, resource, rid), (field, want) in last.items()
+        for got in [(fake.get_record(entity, resource, rid) or {}).get(field)]
+        if got != want
+    ]
+    for (entity, rid), change in stock.items():
+        got = (fake.get_record(entity, "parts", rid) or {}).get("on_hand_qty")
+        if got != 10_000 + change:
+            broken.append(f"part/{rid}@{entity}: on_hand_qty {got!r}, want {10_000 + change}")
+    return broken
 
 
 def batches(log: list[Any], path: str) -> list[list[Any]]:
@@ -294,10 +334,13 @@ def batches(log: list[Any], path: str) -> list[list[Any]]:
 def goals(report: dict[str, Any], largest: int) -> list[str]:
     """The goals a run missed (none: all met)."""
     missed = []
-    if report["max_ops"] == largest and report["commands_per_call"] < GOAL_PER_CALL:
+    goal_run = report["max_ops"] == largest and report["chain_subjects"]
+    if goal_run and report["commands_per_call"] < GOAL_PER_CALL:
         missed.append(f"commands per API call {report['commands_per_call']:.1f} < 50")
     if report["rejected_429"]:
         missed.append(f"{report['rejected_429']} x 429")
+    if report["order_broken"]:
+        missed.append(f"{len(report['order_broken'])} records not as their last command left them")
     if not report["one_result_each"]:
         missed.append("not exactly one result per command")
     if report["drain_s"] is None or report["drain_s"] >= GOAL_DRAIN_S:
@@ -309,10 +352,14 @@ async def run(args: argparse.Namespace, bootstrap: str) -> list[dict[str, Any]]:
     root = Path(tempfile.mkdtemp(prefix="wb-cm-batch-"))
     say(f"process logs in {root}")
     reports = []
-    for max_ops in args.max_ops:
-        report = await run_one(bootstrap, args.commands, max_ops, args.concurrency, root)
+    runs = [(max_ops, True) for max_ops in args.max_ops]
+    if args.baseline:
+        runs.append((max(args.max_ops), False))
+    for max_ops, chain in runs:
+        report = await run_one(bootstrap, args.commands, max_ops, args.concurrency, root, chain)
         say(
-            f"max_ops {max_ops}: {report['commands_per_call']:.1f} commands per API call "
+            f"max_ops {max_ops}{'' if chain else ' unchained'}: "
+            f"{report['commands_per_call']:.1f} commands per API call "
             f"({report['command_ops']} in {report['command_requests']}), drained in "
             f"{report['drain_s'] or float('nan'):.1f} s, {report['rejected_429']} x 429"
         )
@@ -329,6 +376,12 @@ def main() -> int:
         type=int,
         help="commands.concurrency (default: not set: twice max_ops for a batching vendor)",
     )
+    parser.add_argument(
+        "--no-baseline",
+        dest="baseline",
+        action="store_false",
+        help="leave out the baseline run (the largest max_ops with batch.chain_subjects off)",
+    )
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     with contextlib.ExitStack() as stack:
@@ -342,11 +395,17 @@ def main() -> int:
         args.json.write_text(json.dumps(reports, indent=2))
     largest = max(args.max_ops)
     failed = False
+    chained = {r["max_ops"]: r for r in reports if r["chain_subjects"]}
     for report in reports:
         missed = goals(report, largest)
         failed = failed or bool(missed)
+        ratio = ""
+        if not report["chain_subjects"] and report["commands_per_call"]:
+            with_chain = chained[report["max_ops"]]["commands_per_call"]
+            ratio = f" (chained / unchained: {with_chain / report['commands_per_call']:.2f})"
         print(
-            f"max_ops {report['max_ops']}: {report['commands_per_call']:.1f} commands per API "
+            f"max_ops {report['max_ops']}{'' if report['chain_subjects'] else ' unchained'}"
+            f"{ratio}: {report['commands_per_call']:.1f} commands per API "
             f"call, drain {report['drain_s'] or float('nan'):.1f} s, "
             f"{report['rejected_429']} x 429, results {report['result_statuses']}: "
             + ("ok" if not missed else "GOAL MISSED: " + "; ".join(missed))

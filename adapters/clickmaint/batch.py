@@ -72,4 +72,5 @@ def batch_spec(inst: InstanceConfig) -> BatchSpec | None:
         group_key=_entity,
         max_ops=options.max_ops,
         batchable=_batchable,
+        chain=options.chain_subjects,
     )

@@ -33,7 +33,6 @@ from adapters.clickmaint.undocumented import (
     COMMAND_PATHS,
     CREATE_METHOD,
     ENTITIES_PATH,
-    ENTITIES_REFRESH_S,
     PART_ACTION_METHOD,
     PART_ACTION_PATHS,
     PART_ASSIGNMENT_ADD_METHOD,
@@ -497,9 +496,9 @@ class EntityUnclear(PathFieldInvalid):
 class Entities:
     """Which entity a command of one instance goes to (its `X-Entity-Id`)."""
 
-    def __init__(self, options: ClickMaintOptions, refresh_s: float = ENTITIES_REFRESH_S) -> None:
+    def __init__(self, options: ClickMaintOptions) -> None:
         self.listed = None if options.entities == "all" else [str(e) for e in options.entities]
-        self.refresh_s = refresh_s
+        self.refresh_s = options.entities_refresh_s
         self._known: tuple[float, tuple[list[str], bool]] | None = None
 
     def resolve(self, call: PreparedCall) -> PreparedCall:

@@ -87,7 +87,7 @@ ENTITIES = ListedScopes(
     paginator=PAGINATOR,
     header=ENTITY_HEADER,
     records_at=RECORDS_AT,
-    refresh_s=ENTITIES_REFRESH_S,
+    refresh_every_s=ENTITIES_REFRESH_S,
 )
 
 # Polled resource -> the resource name in event types and subjects.
@@ -513,10 +513,11 @@ class EntityScopes:
     def __init__(self, listed: ListedScopes) -> None:
         self.listed = listed
 
-    @property
-    def refresh_s(self) -> float:
-        """How often `GET /entities` is read again."""
-        return self.listed.refresh_s
+    def refresh_s(self, options: VendorOptions | None = None) -> float:
+        """How often `GET /entities` is read again: `options.entities_refresh_s`."""
+        if isinstance(options, ClickMaintOptions):
+            return options.entities_refresh_s
+        return self.listed.refresh_s(options)
 
     async def discover(self, fetch: Fetch, options: VendorOptions | None = None) -> list[str]:
         """`options.entities` when it lists ids (nothing is read), else `GET /entities`."""

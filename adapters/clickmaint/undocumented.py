@@ -178,6 +178,13 @@ class BatchOptions(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
             "creates ambiguous",
         ),
     ] = BATCH_SIZE_DEFAULT
+    chain_subjects: Annotated[
+        bool,
+        msgspec.Meta(
+            description="let a record's later commands join its earlier ones' batch (the "
+            "vendor runs a batch in order); off: one command per record per batch"
+        ),
+    ] = True
 
 
 class ClickMaintOptions(PolledVendorOptions, kw_only=True, forbid_unknown_fields=True):
@@ -187,11 +194,20 @@ class ClickMaintOptions(PolledVendorOptions, kw_only=True, forbid_unknown_fields
         Literal["all"] | Annotated[list[EntityId], msgspec.Meta(min_length=1)],
         msgspec.Meta(
             description="`all`: every entity GET /entities lists, read again every "
-            f"{ENTITIES_REFRESH_S:.0f} s (new ones are picked up); or the ids to poll. A "
+            "entities_refresh_s (new ones are picked up); or the ids to poll. A "
             "command without data.entity_id goes to the only one (several listed here: "
             "rejected; with `all`, the account's only entity, else failed)"
         ),
     ] = "all"
+    entities_refresh_s: Annotated[
+        float,
+        msgspec.Meta(
+            ge=1.0,
+            description="with `entities: all`, how often GET /entities is read again (a new "
+            "entity's polling starts then; commands to an instance's only entity re-check "
+            "it as often)",
+        ),
+    ] = ENTITIES_REFRESH_S
     region: Annotated[
         Literal["com", "ca"] | None,
         msgspec.Meta(

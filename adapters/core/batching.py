@@ -11,9 +11,17 @@ commands.
 Each call keeps its own life: its `before_send` (the in-flight mark) completes before the
 batch leaves, its answer is its operation's status and body, and a batch whose answer is
 lost (a timeout, a 5xx for the whole batch) is a lost answer for every call in it, so the
-executor retries updates and reports creates `ambiguous`, as for a single call. Commands of
-one subject run one after the other (the scheduler), so a batch never reorders them.
+executor retries updates and reports creates `ambiguous`, as for a single call.
 Calls batch together only when they share the headers that scope them (`group_key`).
+
+Subjects keep their order (see commands/subject_line.py). With `chain`, a subject's next
+command starts as soon as its predecessor's call is queued here, and joins the same batch
+behind it: a backlog of many commands for few records then still fills batches. A call
+leaves only together with, and after, every unfinished earlier command of its subject, or
+alone once they are all finished. When an answer would make an earlier call of a batch be
+sent again after a later one of its subject that will not be (a later op that succeeded, or
+a create whose answer was lost), the earlier one is not retried: it is reported as the
+vendor answered it, or `ambiguous` when its answer was lost, rather than reorder the subject.
 """
 
 from __future__ import annotations
@@ -25,7 +33,9 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from adapters.core.vendor_http import TransportError, VendorClient, VendorResponse
+from adapters.core.commands.subject_line import Ticket, current_ticket
+from adapters.core.errors import Action, ErrorTable
+from adapters.core.vendor_http import TransportError, Unrepeatable, VendorClient, VendorResponse
 
 log = logging.getLogger(__name__)
 
@@ -63,15 +73,21 @@ class BatchSpec:
     # batch waits for more before it leaves: a budget with room would otherwise be spent
     # on batches of a few calls each. A call that finds nothing queued never waits.
     linger_s: float = 0.05
+    # Whether a subject's later commands may join its earlier ones' batch (see the module
+    # doc). Only for a vendor whose commands' preparing reads do not depend on what an
+    # earlier command of the subject changed.
+    chain: bool = True
 
 
-@dataclass
+@dataclass(eq=False)
 class _Queued:
     op: BatchOp
     group: str
     before_send: Callable[[], Awaitable[None]] | None
     # The task that waits for this call (its command's runner).
     caller: asyncio.Task[object] | None = None
+    # Its command's place in its subject's order (None outside the scheduler).
+    ticket: Ticket | None = None
     answer: asyncio.Future[VendorResponse] = field(default_factory=asyncio.Future)
 
 
@@ -82,9 +98,16 @@ class Batcher:
     not know whether a call went alone or in a batch.
     """
 
-    def __init__(self, client: VendorClient, spec: BatchSpec) -> None:
+    def __init__(
+        self, client: VendorClient, spec: BatchSpec, errors: ErrorTable | None = None
+    ) -> None:
         self.client = client
         self.spec = spec
+        # The vendor's error table: which operation answers are retried (for the order of a
+        # subject's calls); without it, every non-2xx answer counts as final.
+        self.errors = errors
+        # Tickets whose finish wakes the loop (a queued call waits for them).
+        self._watched: set[int] = set()
         self._queue: list[_Queued] = []
         self._wake = asyncio.Event()
         self._loop: asyncio.Task[None] | None = None
@@ -116,15 +139,21 @@ class Batcher:
         op = BatchOp(method.upper(), path_or_url, json, dict(headers or {}))
         batchable = not self.disabled and self.spec.batchable(op) and not params
         group = self.spec.group_key(op) if batchable else None
+        ticket = current_ticket()
         if group is None:
+            if ticket is not None:
+                # Not before the subject's earlier commands, which may wait in a batch.
+                await ticket.wait_turn()
             return await self.client.request(
                 method, path_or_url, params=params, json=json, headers=headers,
                 before_send=before_send,
             )  # fmt: skip
-        queued = _Queued(op, group, before_send, caller=asyncio.current_task())
+        queued = _Queued(op, group, before_send, caller=asyncio.current_task(), ticket=ticket)
         self._queue.append(queued)
         self._ensure_loop()
         self._wake.set()
+        if ticket is not None and self.spec.chain:
+            ticket.hand_off()
         return await queued.answer
 
     @property
@@ -153,31 +182,57 @@ class Batcher:
 
     async def _run(self) -> None:
         while True:
-            while not self._queue:
+            while not self._select():
                 self._wake.clear()
                 await self._wake.wait()
             # A slot of the budget first: whatever queued meanwhile leaves in it together.
             async with self.client.limiter.slot():
-                if self.spec.linger_s > 0 and 1 < self._queued_in_first_group() < self.spec.max_ops:
+                if self.spec.linger_s > 0 and 1 < len(self._select()) < self.spec.max_ops:
                     await asyncio.sleep(self.spec.linger_s)
-                taken = self._take()
+                taken = self._select()
+                chosen = set(map(id, taken))
+                self._queue = [q for q in self._queue if id(q) not in chosen]
                 if taken:
                     await self._send(taken)
 
-    def _queued_in_first_group(self) -> int:
-        live = [q for q in self._queue if not q.answer.done()]
-        return sum(1 for q in live if q.group == live[0].group) if live else 0
-
-    def _take(self) -> list[_Queued]:
+    def _select(self) -> list[_Queued]:
+        """The next batch: calls of the first group with one that may go, in an order that
+        keeps each subject's (a call goes only behind its subject's unfinished ones)."""
         # Calls abandoned while they waited (their command was handed back) are dropped.
         self._queue = [q for q in self._queue if not q.answer.done()]
-        if not self._queue:
-            return []
-        group = self._queue[0].group
-        taken = [q for q in self._queue if q.group == group][: self.spec.max_ops]
-        chosen = set(map(id, taken))
-        self._queue = [q for q in self._queue if id(q) not in chosen]
+        taken: list[_Queued] = []
+        in_batch: set[int] = set()
+        group: str | None = None
+        grew = True
+        while grew and len(taken) < self.spec.max_ops:
+            grew = False
+            for q in self._queue:
+                if len(taken) >= self.spec.max_ops:
+                    break
+                if id(q) in in_batch or (group is not None and q.group != group):
+                    continue
+                if q.ticket is not None:
+                    blocking = [t for t in q.ticket.earlier() if id(t) not in in_batch]
+                    if blocking:
+                        self._watch(blocking[0])
+                        continue
+                    in_batch.add(id(q.ticket))
+                group = q.group
+                taken.append(q)
+                in_batch.add(id(q))
+                grew = True
         return taken
+
+    def _watch(self, ticket: Ticket) -> None:
+        if id(ticket) in self._watched:
+            return
+        self._watched.add(id(ticket))
+
+        def finished(_done: object) -> None:
+            self._watched.discard(id(ticket))
+            self._wake.set()
+
+        ticket.done.add_done_callback(finished)
 
     async def _send(self, taken: list[_Queued]) -> None:
         # Every call's in-flight mark is committed before anything of the batch leaves.
@@ -209,16 +264,24 @@ class Batcher:
                 in_slot=True,
             )
         except TransportError as exc:
-            for q in taken:
-                _fail(q, TransportError(f"batch: {exc}", may_have_acted=exc.may_have_acted))
+            lost = TransportError(f"batch: {exc}", may_have_acted=exc.may_have_acted)
+            self._settle(taken, [lost] * len(taken))
             return
         if answer.status in (404, 405):
             # Either the batch path is wrong (a guess: Click Maint's copy lost it) or the
             # vendor refused what the batch is about (Click Maint: an unknown X-Entity-Id is
             # 404 too). Nothing ran either way: each call goes alone, in a slot of its own
-            # once this one is given back, and their answers tell which it was.
+            # once this one is given back, and their answers tell which it was. Of a
+            # subject's calls only the first goes; the others are sent again behind it.
             self._suspect = True
+            lines: set[int] = set()
             for q in taken:
+                line = id(q.ticket.line) if q.ticket is not None else None
+                if line is not None and line in lines:
+                    _fail(q, TransportError("not sent: batch refused", may_have_acted=False))
+                    continue
+                if line is not None:
+                    lines.add(line)
                 task = asyncio.create_task(self._send_alone(q, in_slot=False, probe=True))
                 self._alone.add(task)
                 task.add_done_callback(self._alone.discard)
@@ -227,22 +290,55 @@ class Batcher:
             # 429: nothing ran (the client already paused the budget). 5xx: some ops may have
             # run. Another 4xx (401, a refused body): the batch reached no op, and each call
             # hears that answer as its own.
-            for q in taken:
-                if answer.status == 429 or answer.status >= 500:
-                    acted = answer.status >= 500
-                    _fail(
-                        q, TransportError(f"batch answered {answer.status}", may_have_acted=acted)
-                    )
-                else:
-                    _answer(q, answer)
+            if answer.status == 429 or answer.status >= 500:
+                acted = answer.status >= 500
+                lost = TransportError(f"batch answered {answer.status}", may_have_acted=acted)
+                self._settle(taken, [lost] * len(taken))
+            else:
+                self._settle(taken, [answer] * len(taken))
             return
         answers = self.spec.decode(answer, len(ops))
         if answers is None or len(answers) != len(ops):
-            for q in taken:
-                _fail(q, TransportError("batch answer unreadable", may_have_acted=True))
+            lost = TransportError("batch answer unreadable", may_have_acted=True)
+            self._settle(taken, [lost] * len(taken))
             return
-        for q, op_answer in zip(taken, answers, strict=True):
-            _answer(q, op_answer)
+        self._settle(taken, list(answers))
+
+    def _settle(
+        self, taken: list[_Queued], outcomes: list[VendorResponse | TransportError]
+    ) -> None:
+        """Each call its outcome, in the batch's order; an earlier call of a subject that
+        would be sent again behind a later one that will not be is made final instead."""
+        settled: list[VendorResponse | TransportError] = list(outcomes)
+        # Subjects (their lines) with a later call in this batch that is not sent again.
+        final_later: set[int] = set()
+        for i in reversed(range(len(taken))):
+            q, outcome = taken[i], outcomes[i]
+            line = id(q.ticket.line) if q.ticket is not None else None
+            again = self._sent_again(q, outcome)
+            if again and line is not None and line in final_later:
+                assert q.ticket is not None
+                settled[i] = _unrepeatable(outcome, q.ticket.line.subject, self.errors)
+                again = False
+            if not again and line is not None:
+                final_later.add(line)
+        for q, outcome in zip(taken, settled, strict=True):
+            if isinstance(outcome, TransportError):
+                _fail(q, outcome)
+            else:
+                _answer(q, outcome)
+
+    def _sent_again(self, q: _Queued, outcome: VendorResponse | TransportError) -> bool:
+        """Whether the call's retry loop will send it again after this outcome."""
+        repeat_safe = q.ticket.repeat_safe if q.ticket is not None else True
+        if isinstance(outcome, TransportError):
+            return repeat_safe or not outcome.may_have_acted
+        if self.errors is None:
+            return False
+        rule = self.errors.classify(outcome)
+        if rule.action is not Action.RETRY:
+            return False
+        return repeat_safe or not rule.may_have_acted
 
     async def _send_alone(self, q: _Queued, *, in_slot: bool = True, probe: bool = False) -> None:
         try:
@@ -273,6 +369,21 @@ class Batcher:
 def _shared_headers(ops: list[BatchOp]) -> dict[str, str]:
     first = dict(ops[0].headers)
     return {k: v for k, v in first.items() if all(op.headers.get(k) == v for op in ops)}
+
+
+def _unrepeatable(
+    outcome: VendorResponse | TransportError, subject: str, errors: ErrorTable | None
+) -> Unrepeatable:
+    why = (
+        f"not retried: a later command of subject {subject} ran after it in the same batch, "
+        "and sending this one again would put it behind that one"
+    )
+    if isinstance(outcome, TransportError):
+        return Unrepeatable(
+            f"{outcome}; {why}", may_have_acted=outcome.may_have_acted, response=None
+        )
+    acted = errors.classify(outcome).may_have_acted if errors is not None else True
+    return Unrepeatable(why, may_have_acted=acted, response=outcome)
 
 
 def _answer(q: _Queued, answer: VendorResponse) -> None:

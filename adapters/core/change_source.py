@@ -176,9 +176,9 @@ class ScopeSource(Protocol):
     """Discovers the scopes a fanned-out resource runs in (Click Maint: its entities), and says
     how a request is made in one of them."""
 
-    @property
-    def refresh_s(self) -> float:
-        """How often the scopes are discovered again (a new one starts its tasks then)."""
+    def refresh_s(self, options: VendorOptions | None = None) -> float:
+        """How often the scopes are discovered again for an instance with these options (a
+        new scope starts its tasks then)."""
         ...
 
     async def discover(self, fetch: Fetch, options: VendorOptions | None = None) -> list[str]:

@@ -342,13 +342,14 @@ class CommandWorker:
         budget_waits = client.waiting if isinstance(client, Batcher) else client.limiter.waiting
         calling: list[asyncio.Task[None]] = []
         waiting: list[asyncio.Task[None]] = []
+        # A subject's runner only waits (for a slot, or for its commands): it sends nothing.
+        runners = [task for work in works for task in work.schedule.runners.values()]
         for work in works:
-            for subject, task in work.schedule.runners.items():
-                current = work.schedule.current.get(subject)
-                sent = current is not None and current.idem_key in work.marks
-                idle = current is None or (task in budget_waits and not sent)
+            for task, current in work.schedule.active.items():
+                sent = current.idem_key in work.marks
+                idle = task in budget_waits and not sent
                 (waiting if idle else calling).append(task)
-        for task in waiting:
+        for task in (*runners, *waiting):
             task.cancel()
         if calling or waiting:
             log.info(
@@ -365,6 +366,7 @@ class CommandWorker:
             for task in late:
                 task.cancel()
             await asyncio.gather(*late, *waiting, return_exceptions=True)
+        await asyncio.gather(*runners, return_exceptions=True)
         for work in works:
             if work.restore is not None:
                 await asyncio.gather(work.restore, return_exceptions=True)

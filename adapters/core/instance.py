@@ -120,7 +120,7 @@ def build_instance(inst: InstanceConfig, spec: VendorSpec, prefix: str) -> Insta
     return Instance(
         cfg=inst,
         spec=spec,
-        batcher=Batcher(client, batch) if batch is not None else None,
+        batcher=Batcher(client, batch, spec.errors) if batch is not None else None,
         options=spec.options.of(inst),
         topics=Topics(prefix, inst.instance_name),
         client=client,

@@ -367,7 +367,7 @@ class PollRunner:
                 log.info("poll %s: scopes %s", self.inst.name, found)
                 self.scopes = found
                 self._sync_tasks()
-            await asyncio.sleep(scopes.refresh_s)
+            await asyncio.sleep(scopes.refresh_s(self.inst.options))
 
     def _wanted(self, partition: int) -> dict[str, tuple[PollResource, str | None]]:
         """The tasks (key -> resource, scope) that `partition` owns, as far as known."""

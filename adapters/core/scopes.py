@@ -28,7 +28,11 @@ class ListedScopes:
     page_size: int = 100
     max_pages: int = 100
     # How often the list is read again (a new entity starts its tasks then).
-    refresh_s: float = 300.0
+    refresh_every_s: float = 300.0
+
+    def refresh_s(self, options: VendorOptions | None = None) -> float:
+        """How often the list is read again (`refresh_every_s`, whatever the options)."""
+        return self.refresh_every_s
 
     async def discover(self, fetch: Fetch, options: VendorOptions | None = None) -> list[str]:
         """Every scope the listing holds, in the vendor's order."""

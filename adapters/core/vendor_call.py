@@ -16,6 +16,7 @@ from adapters.core.vendor_http import (
     BeforeSend,
     CredentialsUnavailable,
     TransportError,
+    Unrepeatable,
     VendorClient,
     VendorResponse,
 )
@@ -45,6 +46,8 @@ class CallOutcome(msgspec.Struct, kw_only=True):
     rule: Rule | None = None
     # True when a failed attempt may still have been carried out by the vendor.
     may_have_acted: bool = False
+    # Why a failure that is retried was not (a batch's subject order, see batching.py).
+    stopped: str | None = None
 
 
 async def call_with_retry(
@@ -86,6 +89,13 @@ async def call_with_retry(
                 error=str(exc),
                 may_have_acted=acted,
             )
+        except Unrepeatable as exc:
+            # Final whatever the answer: retrying would reorder the subject's commands.
+            acted = acted or exc.may_have_acted
+            outcome = _unrepeated(exc, errors, attempt, acted)
+            if after_attempt is not None:
+                after_attempt(True)
+            return outcome
         except TransportError as exc:
             acted = acted or exc.may_have_acted
             outcome = CallOutcome(
@@ -122,3 +132,26 @@ async def call_with_retry(
             return outcome
         log.info("%s %s: %s; retry %d in %.1fs", method, path, outcome.error, attempt, delay)
         await asyncio.sleep(delay)
+
+
+def _unrepeated(exc: Unrepeatable, errors: ErrorTable, attempt: int, acted: bool) -> CallOutcome:
+    if exc.response is None:
+        return CallOutcome(
+            action=Action.RETRY,
+            attempts=attempt,
+            error=str(exc),
+            may_have_acted=acted,
+            stopped=str(exc),
+        )
+    rule = errors.classify(exc.response)
+    said = errors.message(exc.response)
+    error = f"{rule.reason}: {said}" if said else rule.reason
+    return CallOutcome(
+        action=rule.action,
+        attempts=attempt,
+        response=exc.response,
+        rule=rule,
+        error=f"{error}; {exc}",
+        may_have_acted=acted,
+        stopped=str(exc),
+    )

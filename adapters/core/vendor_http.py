@@ -54,6 +54,19 @@ class TransportError(Exception):
         self.may_have_acted = may_have_acted
 
 
+class Unrepeatable(TransportError):
+    """A call's attempt failed in a way that is retried, but sending it again would put it
+    behind a later command of its subject that already ran (batching.py): not retried.
+
+    `response` is its operation's answer (None when the batch's answer was lost)."""
+
+    def __init__(
+        self, message: str, *, may_have_acted: bool, response: VendorResponse | None
+    ) -> None:
+        super().__init__(message, may_have_acted=may_have_acted)
+        self.response = response
+
+
 class CredentialsUnavailable(TransportError):
     """No credentials could be had (the token request failed): the call never left.
 

@@ -450,16 +450,13 @@ async def test_an_entity_created_later_is_picked_up(
     start_cm: StartBridge,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    # The refresh of GET /entities (undocumented.ENTITIES_REFRESH_S, 300 s) is no option of
-    # an instance: the test shortens it on the vendor's scope source.
-    scopes = POLL.scopes
-    assert scopes is not None
-    monkeypatch.setattr(scopes, "listed", dataclasses.replace(scopes.listed, refresh_s=1.0))
-    assert scopes.refresh_s == 1.0
     fake = await make_fake(entities=[ENTITIES[0]])
     asset = fake.create_record(1, "assets", {"name": "Pump"})
     bridge = await start_cm(
-        fake, polling=polling("assets", "parts"), rate_limit=budget(fake, 60, 1.0)
+        fake,
+        polling=polling("assets", "parts"),
+        rate_limit=budget(fake, 60, 1.0),
+        options={"entities_refresh_s": 1.0},
     )
     [first] = await events(kafka_bootstrap, prefix, 1, settle=0.5)
     assert (first.subject, first.entity) == (f"asset/{asset['id']}", "1")
@@ -666,6 +663,82 @@ async def test_a_lost_batch_answer_makes_its_creates_ambiguous_and_retries_its_u
     if lost == "timeout":
         want |= {data["name"]: 1 for _, data, _ in new}
     assert made == Counter(want)
+
+
+async def test_a_records_commands_share_a_batch_and_apply_in_order(
+    kafka_bootstrap: str, prefix: str, fake: RecordingFake, start_cm: StartBridge
+) -> None:
+    asset = fake.create_record(1, "assets", {"name": "Pump"})
+    part = fake.create_record(1, "parts", {"name": "Belt", "on_hand_qty": 10})
+    await start_cm(fake, commands=COMMANDS, rate_limit=budget(fake, 1, 3.0))
+    [warm] = await publish(kafka_bootstrap, prefix, creates(1, entities=(1,), tag="warm"))
+    await wait_until(lambda: len(fake.calls) == 1, 10, "the first command")
+    renames = [
+        (f"{P}.asset.update", {"id": asset["id"], "entity_id": 1, "name": f"Pump {n}"}, "a")
+        for n in range(1, 6)
+    ]
+    stock = [
+        (f"{P}.part.restock", {"id": part["id"], "entity_id": 1, "quantity": q, "cost": 2.5}, "p")
+        for q in (5, 7)
+    ]
+    ids = await publish(kafka_bootstrap, prefix, [*renames, *stock])
+    done = await results(kafka_bootstrap, prefix, 8, settle=1.0)
+    assert {done[i]["status"] for i in [warm, *ids]} == {"succeeded"}, done
+    # One batch for all seven (two records), each record's ops in the order published.
+    [batch] = batches(fake.requests)
+    assert len(batch) == 7
+    names = [c.json["asset"]["name"] for c in fake.calls if c.resource == "assets"][1:]
+    assert names == [f"Pump {n}" for n in range(1, 6)]
+    assert {c.batch_op for c in fake.calls[1:]} == set(range(7))
+    current = fake.get_record(1, "assets", asset["id"])
+    assert current is not None and current["name"] == "Pump 5"
+    belt = fake.get_record(1, "parts", part["id"])
+    assert belt is not None and belt["on_hand_qty"] == 22
+
+
+async def test_a_lost_batch_answer_retries_a_records_updates_in_order_and_never_reorders(
+    kafka_bootstrap: str, prefix: str, fake: RecordingFake, start_cm: StartBridge
+) -> None:
+    asset = fake.create_record(1, "assets", {"name": "Pump"})
+    part = fake.create_record(1, "parts", {"name": "Belt", "on_hand_qty": 10})
+    await start_cm(
+        fake, commands=COMMANDS | {"backoff_base_s": 0.1}, rate_limit=budget(fake, 1, 3.0)
+    )
+    [warm] = await publish(kafka_bootstrap, prefix, creates(1, entities=(1,), tag="warm"))
+    await wait_until(lambda: len(fake.calls) == 1, 10, "the first command")
+    fake.fail_next(1, 500)  # the batch of the commands below: no op said anything
+    subject = f"part/{part['id']}"
+    ids = await publish(
+        kafka_bootstrap,
+        prefix,
+        [
+            (f"{P}.asset.update", {"id": asset["id"], "entity_id": 1, "name": "Pump 1"}, "a"),
+            (f"{P}.asset.update", {"id": asset["id"], "entity_id": 1, "name": "Pump 2"}, "a"),
+            # An update and then a stock movement of one part: the movement is not repeated
+            # after a lost answer, so the update must not be either (it would land after it).
+            (f"{P}.part.update", {"id": part["id"], "entity_id": 1, "description": "x"}, subject),
+            (
+                f"{P}.part.restock",
+                {"id": part["id"], "entity_id": 1, "quantity": 5, "cost": 2.5},
+                subject,
+            ),
+        ],
+    )
+    done = await results(kafka_bootstrap, prefix, 5, settle=2.0)
+    rename_1, rename_2, part_update, restock = (done[i] for i in ids)
+    assert done[warm]["status"] == "succeeded"
+    # Both renames went again, in their order: the last one's name is the record's.
+    assert (rename_1["status"], rename_2["status"]) == ("succeeded", "succeeded")
+    assert rename_1["attempts"] == rename_2["attempts"] == 2
+    current = fake.get_record(1, "assets", asset["id"])
+    assert current is not None and current["name"] == "Pump 2"
+    renamed = [c.json["asset"]["name"] for c in fake.calls if c.resource == "assets"][1:]
+    assert renamed == ["Pump 1", "Pump 2"]  # (the lost batch ran nothing: the fake's 500)
+    # The part's update is ambiguous (not retried, so as not to follow the restock).
+    assert part_update["status"] == "ambiguous", part_update
+    assert "not retried" in part_update["reason"] and subject in part_update["reason"]
+    assert restock["status"] == "ambiguous", restock
+    assert not [c for c in fake.calls if c.resource == "parts"]  # neither was sent again
 
 
 # --- refused credentials and entities -------------------------------------------------------------

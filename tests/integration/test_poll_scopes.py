@@ -111,7 +111,10 @@ SPEC = VendorSpec(
             for name in RESOURCES
         },
         scopes=ListedScopes(
-            path="/entities", paginator=PageNumberPaginator(), header="X-Entity-Id", refresh_s=0.5
+            path="/entities",
+            paginator=PageNumberPaginator(),
+            header="X-Entity-Id",
+            refresh_every_s=0.5,
         ),
     ),
 )

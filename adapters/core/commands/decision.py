@@ -202,7 +202,10 @@ def judge(
         )
     error = bounded(resp) if resp is not None else outcome.error
     unsafe = not spec.repeat_safe and not reading
-    if outcome.action is Action.RETRY and outcome.may_have_acted and unsafe:
+    # A call stopped for its subject's order after a lost or retried answer may have acted
+    # whatever its kind: a repeat would have settled it, and none follows.
+    stopped = outcome.stopped is not None and not reading
+    if outcome.action is Action.RETRY and outcome.may_have_acted and (unsafe or stopped):
         return CommandResult(
             status="ambiguous",
             **common,
@@ -211,7 +214,11 @@ def judge(
             "before sending a new command",
         )
     what = "reading current values: " if reading else ""
-    reason = outcome.error if outcome.action is Action.FAIL else f"gave up: {outcome.error}"
+    reason = (
+        outcome.error
+        if outcome.action is Action.FAIL or outcome.stopped
+        else f"gave up: {outcome.error}"
+    )
     return CommandResult(status="failed", **common, error=error, reason=what + (reason or ""))
 
 

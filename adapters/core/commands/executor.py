@@ -10,6 +10,7 @@ from typing import Any
 from adapters.core.command_result import CommandResult
 from adapters.core.commands.decision import base, judge, reconciled
 from adapters.core.commands.model import Checked, Command
+from adapters.core.commands.subject_line import current_ticket
 from adapters.core.errors import Action
 from adapters.core.instance import Instance
 from adapters.core.metrics import Metrics
@@ -83,6 +84,10 @@ class Executor:
                 call = await spec.prepare(self.reader, data, call)
         except PrepareFailed as exc:
             return self.judge(exc.outcome, fields, spec, replay=False, reading=True)
+        ticket = current_ticket()
+        if ticket is not None:
+            # The batcher keeps the subject's order and needs to know what will be repeated.
+            ticket.repeat_safe = spec.repeat_safe
         outcome = await call_with_retry(
             self.inst.command_client,
             call.method,

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from aiokafka.errors import KafkaError
 
 from adapters.core.commands.model import Command
+from adapters.core.commands.subject_line import SubjectLine, Ticket, set_ticket
 from adapters.core.group_commit import CommitterClosed
 
 log = logging.getLogger(__name__)
@@ -63,8 +64,23 @@ class KeyLocks:
         return len(self._locks)
 
 
+@dataclass
+class _Line:
+    """One subject's order, and its commands being processed (task, ticket, command)."""
+
+    order: SubjectLine
+    children: list[tuple[asyncio.Task[None], Ticket, Command]] = field(default_factory=list)
+    # Set when the runner has something to look at: a command, a hand-off, a finish.
+    wake: asyncio.Event = field(default_factory=asyncio.Event)
+
+
 class SubjectScheduler:
-    """Runs one partition's commands through `process`, one line per subject."""
+    """Runs one partition's commands through `process`, one line per subject.
+
+    Each command is processed in a task of its own; a subject's next command starts when
+    the current one is finished, or earlier when its call was handed off to a batch (see
+    subject_line.py), where the batcher keeps the subject's order.
+    """
 
     def __init__(
         self,
@@ -87,10 +103,12 @@ class SubjectScheduler:
         # Offsets dispatched whose result is not committed yet.
         self.pending: set[int] = set()
         self.highest = -1
+        # Commands not started yet, per subject.
         self.queues: dict[str, deque[Command]] = {}
         self.runners: dict[str, asyncio.Task[None]] = {}
-        # The command each subject's runner is processing now (not waiting for a slot).
-        self.current: dict[str, Command] = {}
+        self.lines: dict[str, _Line] = {}
+        # The commands being processed, by the task that processes each.
+        self.active: dict[asyncio.Task[None], Command] = {}
         self.key_locks = KeyLocks()
         self.closing = False
         self.paused = False
@@ -100,6 +118,7 @@ class SubjectScheduler:
         self.pending.add(command.offset)
         self.highest = max(self.highest, command.offset)
         self.queues.setdefault(command.subject, deque()).append(command)
+        self._line(command.subject).wake.set()
         self._ensure_runner(command.subject)
 
     def finished(self, offset: int) -> None:
@@ -119,27 +138,34 @@ class SubjectScheduler:
             return True
         return False
 
+    def _line(self, subject: str) -> _Line:
+        line = self.lines.get(subject)
+        if line is None:
+            line = self.lines[subject] = _Line(SubjectLine(subject))
+        return line
+
     def _ensure_runner(self, subject: str) -> None:
         if subject not in self.runners and not self.closing:
             self.runners[subject] = asyncio.create_task(self._run(subject))
 
     async def _run(self, subject: str) -> None:
-        queue = self.queues[subject]
+        queue = self.queues.setdefault(subject, deque())
+        line = self._line(subject)
         try:
-            while queue and not self.closing:
-                command = queue[0]
-                async with self.slots, self.key_locks.hold(command.idem_key):
+            while not self.closing:
+                self._reap(line, queue)
+                last = line.children[-1][1] if line.children else None
+                if queue and (last is None or last.handed_off.is_set()):
+                    await self.slots.acquire()
                     if self.closing:
+                        self.slots.release()
                         break
-                    self.current[subject] = command
-                    try:
-                        await self.process(command)
-                    finally:
-                        self.current.pop(subject, None)
-                queue.popleft()
-                if self.paused and len(self.pending) < self.max_pending // 2:
-                    self.paused = False
-                    self.on_resume()
+                    self._start(line, queue.popleft())
+                    continue
+                if not queue and not line.children:
+                    break
+                line.wake.clear()
+                await line.wake.wait()
         except (asyncio.CancelledError, KafkaError, CommitterClosed):
             raise  # handed back or fenced: the next owner carries on
         except TryLater as exc:
@@ -148,8 +174,47 @@ class SubjectScheduler:
             log.exception("%s: subject %s stopped", self.name, subject)
         finally:
             self.runners.pop(subject, None)
-            if not queue:
+            if not queue and not line.children:
                 self.queues.pop(subject, None)
+                self.lines.pop(subject, None)
             elif not self.closing:
                 # Ended by an error it did not recover from: the subject's work goes on.
                 asyncio.get_running_loop().call_later(self.retry_s, self._ensure_runner, subject)
+
+    def _start(self, line: _Line, command: Command) -> None:
+        ticket = line.order.issue()
+        ticket.on_hand_off = line.wake.set
+        task = asyncio.create_task(self._one(command, ticket))
+        line.children.append((task, ticket, command))
+        self.active[task] = command
+
+        def done(_task: asyncio.Task[None]) -> None:
+            # A callback, not a `finally`: a task cancelled before it ran has none.
+            ticket.finish()
+            self.slots.release()
+            self.active.pop(task, None)
+            line.wake.set()
+            if self.paused and len(self.pending) < self.max_pending // 2:
+                self.paused = False
+                self.on_resume()
+
+        task.add_done_callback(done)
+
+    async def _one(self, command: Command, ticket: Ticket) -> None:
+        set_ticket(ticket)
+        async with self.key_locks.hold(command.idem_key):
+            if self.closing:
+                return  # handed back before it started: the next owner reads it again
+            await self.process(command)
+
+    def _reap(self, line: _Line, queue: deque[Command]) -> None:
+        """Drop finished commands; one that failed goes back first in its subject's line."""
+        failed: list[tuple[Command, BaseException]] = []
+        for child in [c for c in line.children if c[0].done()]:
+            line.children.remove(child)
+            task, _ticket, command = child
+            if not task.cancelled() and (exc := task.exception()) is not None:
+                failed.append((command, exc))
+        queue.extendleft(command for command, _exc in reversed(failed))
+        if failed:
+            raise failed[0][1]

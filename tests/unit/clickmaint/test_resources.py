@@ -259,7 +259,7 @@ async def test_scopes_are_the_entities_that_get_entities_lists() -> None:
     assert POLL.scopes is not None
     assert await POLL.scopes.discover(vendor) == ["2"]
     assert vendor.sent == [PageRequest("/entities", {"per_page": "100", "page": "1"})]
-    assert POLL.scopes.refresh_s == ENTITIES.refresh_s == 300.0
+    assert POLL.scopes.refresh_s() == ENTITIES.refresh_s() == 300.0
 
 
 async def test_an_instance_that_lists_its_entities_reads_no_entity_listing() -> None:

@@ -224,3 +224,15 @@ def test_an_answer_is_kept_under_the_command_id_and_a_result_under_the_key() -> 
     assert done.answer_entry is None and done.key_entry is not None
     assert done.key_entry.state == "done" and done.key_entry.payload_hash == "h1"
     assert msgspec.convert(done.key_entry.result, CommandResult).status == "succeeded"
+
+
+def test_an_update_stopped_for_its_subjects_order_after_a_lost_answer_is_ambiguous() -> None:
+    why = "not retried: a later command of subject thing/1 ran after it in the same batch"
+    lost = outcome(None, Action.RETRY, may_have_acted=True, error=why, stopped=why)
+    result = judge(lost, FIELDS, spec("update"), replay=False)
+    assert result.status == "ambiguous"
+    assert result.reason is not None and "thing/1" in result.reason
+    # Stopped where nothing ran: failed, with the reason as it is (not "gave up").
+    unsent = outcome(None, Action.RETRY, error=why, stopped=why)
+    failed = judge(unsent, FIELDS, spec("update"), replay=False)
+    assert failed.status == "failed" and failed.reason == why

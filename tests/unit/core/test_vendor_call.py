@@ -18,7 +18,7 @@ from adapters.core.errors import Action, ErrorTable, Rule
 from adapters.core.ratelimit import Unlimited
 from adapters.core.rest_command import rest_command
 from adapters.core.vendor_call import RetryPolicy, call_with_retry
-from adapters.core.vendor_http import VendorClient
+from adapters.core.vendor_http import Unrepeatable, VendorClient, VendorResponse
 
 FAST = RetryPolicy(deadline_s=5.0, max_attempts=5, base_s=0.001, cap_s=0.005)
 
@@ -315,3 +315,36 @@ async def test_path_fields_reach_the_vendor_as_one_segment(
         "/api/v1/activities/x%3Fy=1",
         "/api/v1/activities/%252e",
     ]
+
+
+class _Stopping:
+    """A client whose every answer is a batch operation's 500 that must not be repeated."""
+
+    def __init__(self, response: bool) -> None:
+        self.calls = 0
+        self.response = response
+
+    async def request(self, *_args: object, **_kw: object) -> object:
+        self.calls += 1
+        answer = VendorResponse(500, {}, b'{"status": "error"}') if self.response else None
+        raise Unrepeatable("not retried: order", may_have_acted=True, response=answer)
+
+
+@pytest.mark.parametrize("with_answer", [True, False])
+async def test_a_call_that_must_not_be_repeated_is_tried_once(with_answer: bool) -> None:
+    client = _Stopping(with_answer)
+    seen: list[bool] = []
+    result = await call_with_retry(
+        client,  # type: ignore[arg-type]
+        "PATCH",
+        "/things/1",
+        errors=ErrorTable(),
+        policy=FAST,
+        repeat_safe=True,
+        after_attempt=seen.append,
+    )
+    assert client.calls == 1 and seen == [True]
+    assert result.action is Action.RETRY and result.may_have_acted
+    assert result.stopped == "not retried: order"
+    assert (result.response is not None) is with_answer
+    assert result.error is not None and "not retried: order" in result.error
