@@ -85,10 +85,13 @@ ERRORS = ErrorTable(
     describe=error_message,
 )
 
-# Documented: "X-RateLimit-Remaining: Requests remaining in current window",
-# "X-RateLimit-Reset: Unix timestamp when the limit resets".
+# Documented: "X-RateLimit-Limit", "X-RateLimit-Remaining: Requests remaining in current
+# window", "X-RateLimit-Reset: Unix timestamp when the limit resets".
 RATE_LIMIT_HEADERS = RateLimitHeaders(
-    remaining="x-ratelimit-remaining", reset="x-ratelimit-reset", reset_is_epoch=True
+    remaining="x-ratelimit-remaining",
+    reset="x-ratelimit-reset",
+    reset_is_epoch=True,
+    limit="x-ratelimit-limit",
 )
 
 

@@ -649,8 +649,9 @@ class FakeClickMaint(FakeServer[None]):
         """Create the fake (not yet listening; call `start` or use `async with`).
 
         `entities` are the account's entities (default: the document's "Main Facility", id 1);
-        each needs an integer `id`. `clock` supplies `created_at`/`updated_at`; the rate limit
-        runs on the monotonic clock and its `X-RateLimit-Reset` on the wall clock.
+        each needs an integer `id`. `clock` supplies `created_at`/`updated_at`, the `Date`
+        header and the time `X-RateLimit-Reset` is given in; the rate limit's window runs on
+        the monotonic clock.
         """
         super().__init__()
         self.behaviour = behaviour or FakeClickMaintBehaviour()
@@ -662,8 +663,14 @@ class FakeClickMaint(FakeServer[None]):
         self._transactions: dict[tuple[int, int], dict[int, Record]] = {}
         self._next_id: dict[str, int] = {}
         # Budget and switches are set from `behaviour` on every request (see `_count`).
+        # The window runs on the monotonic clock; `X-RateLimit-Reset` is a time on the clock
+        # the answers' `Date` comes from, as one server's clock gives both.
         self._limiter = FakeRateLimit(
-            limit=0, window_s=0.0, headers=LimitHeaders(), clock=time.monotonic
+            limit=0,
+            window_s=0.0,
+            headers=LimitHeaders(),
+            clock=time.monotonic,
+            wall_clock=lambda: self._aware_now().timestamp(),
         )
         self.requests: list[RequestLogEntry] = []
         self.calls: list[RecordedCall] = []
@@ -788,13 +795,14 @@ class FakeClickMaint(FakeServer[None]):
     def _now(self) -> str:
         return format_timestamp(self._clock())
 
+    def _aware_now(self) -> datetime:
+        moment = self._clock()
+        return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
+
     def _http_date(self) -> str:
         """The answer's `Date`, from the clock that stamps `updated_at`, as a server's is:
         what a client bounds an "updated since" cursor by."""
-        moment = self._clock()
-        if moment.tzinfo is None:
-            moment = moment.replace(tzinfo=UTC)
-        return format_datetime(moment.astimezone(UTC), usegmt=True)
+        return format_datetime(self._aware_now().astimezone(UTC), usegmt=True)
 
     def _new_id(self, counter: str, explicit: Any = None) -> int:
         current = self._next_id.get(counter, self.behaviour.first_id)

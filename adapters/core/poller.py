@@ -38,6 +38,7 @@ from adapters.core.kafka import client_kwargs, transactional_producer
 from adapters.core.metrics import Metrics
 from adapters.core.pagination import PageRequest
 from adapters.core.poll_commit import dead_letter_record
+from adapters.core.poll_order import StalestFirst
 from adapters.core.poll_state import StateError, encode_state
 from adapters.core.ratelimit import SlidingWindowLimiter
 from adapters.core.state_restore import restore_partition
@@ -75,19 +76,21 @@ def owner_partition(key: str, partitions: int) -> int:
     return zlib.crc32(key.encode()) % partitions
 
 
-def poll_gate(inst: Instance) -> SlidingWindowLimiter | None:
+def poll_gate(inst: Instance) -> StalestFirst | None:
     """The polls' part of the instance's budget: `polling.max_budget_share` of what this
-    process may use (at least one request), so that commands always find room. None for a
-    budget of unknown size, or a share of 1."""
+    process may use (at least one request), so that commands always find room, handed to
+    the stalest task first. None for a budget of unknown size, or a share of 1."""
     main = inst.client.limiter
     share = inst.cfg.polling.max_budget_share
     if main.requests <= 0 or share >= 1:
         return None
-    return SlidingWindowLimiter(
-        main.requests,
-        main.window,
-        margin_s=0.0,
-        capacity=lambda: max(1, int(share * main.capacity)) if main.capacity else 0,
+    return StalestFirst(
+        SlidingWindowLimiter(
+            main.requests,
+            main.window,
+            margin_s=0.0,
+            capacity=lambda: max(1, int(share * main.capacity)) if main.capacity else 0,
+        )
     )
 
 
@@ -108,7 +111,7 @@ class PollTask:
         scope_headers: dict[str, str] | None = None,
         on_lost: Callable[[str], None] | None = None,
         on_commit: Callable[[str, bytes], None] | None = None,
-        gate: SlidingWindowLimiter | None = None,
+        gate: StalestFirst | None = None,
     ) -> None:
         self.inst, self.res, self.producer, self.state = inst, res, producer, state
         # The polls' part of the budget (see PollRunner); None: no reserve for commands.
@@ -224,7 +227,8 @@ class PollTask:
             return await fetch(
                 self.inst, request, self.policy, self.metrics, headers=self._scope_headers
             )
-        async with self.gate.slot():
+        # Ordered by the last completed visit: a cycle's later pages keep its place.
+        async with self.gate.slot(self.visited):
             return await fetch(
                 self.inst, request, self.policy, self.metrics, headers=self._scope_headers
             )

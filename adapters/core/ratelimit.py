@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable
 
 _RECHECK_S = 0.5
+
+log = logging.getLogger(__name__)
 
 
 class SlidingWindowLimiter:
@@ -38,6 +41,8 @@ class SlidingWindowLimiter:
         if requests < 1:
             raise ValueError("requests must be at least 1")
         self.requests = requests
+        # The vendor's own number where its answers say one lower than `requests`.
+        self.learned: int | None = None
         self.window = per_seconds + margin_s
         self._clock = clock
         self._capacity = capacity
@@ -58,10 +63,14 @@ class SlidingWindowLimiter:
 
     @property
     def capacity(self) -> int:
-        """The requests this process may have in a window now."""
+        """The requests this process may have in a window now: its share of the budget, the
+        budget lowered to the vendor's own limit where that is lower."""
+        budget = self.requests if self.learned is None else min(self.requests, self.learned)
         if self._capacity is None:
-            return self.requests
-        return max(0, min(self.requests, self._capacity()))
+            return budget
+        share = max(0, min(self.requests, self._capacity()))
+        # The share is of `requests`; a learned lower limit shrinks every share alike.
+        return share * budget // self.requests
 
     def occupied(self) -> int:
         """Slots held now: requests in flight and those answered less than a window ago."""
@@ -134,6 +143,24 @@ class SlidingWindowLimiter:
         """Adapt to the vendor's `remaining`/`reset` headers: none left means wait for reset."""
         if remaining <= 0:
             self.pause(reset_in_s)
+
+    def observe_limit(self, limit: int) -> None:
+        """The vendor's limit header: a number below the budget lowers it (never raises it:
+        the configured budget is an upper bound the operator chose)."""
+        learned = limit if 0 < limit < self.requests else None
+        if limit < 1 or learned == self.learned:
+            return
+        self.learned = learned
+        if learned is None:
+            log.info("rate limit: the vendor's limit is back to the budget of %d", self.requests)
+            return
+        log.warning(
+            "rate limit: the vendor says %d requests per window, below the configured %d: "
+            "using %d (set rate_limit.requests to match)",
+            limit,
+            self.requests,
+            limit,
+        )
 
 
 class Unlimited(SlidingWindowLimiter):

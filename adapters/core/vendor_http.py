@@ -84,11 +84,13 @@ class ForeignURL(Exception):
 
 @dataclass(frozen=True)
 class RateLimitHeaders:
-    """A vendor's rate-limit headers (names lower-case); `reset` in seconds or epoch seconds."""
+    """A vendor's rate-limit headers (names lower-case); `reset` in seconds or epoch seconds;
+    `limit`, where the vendor sends one, its requests per window."""
 
     remaining: str
     reset: str
     reset_is_epoch: bool = False
+    limit: str | None = None
 
 
 BeforeSend = Callable[[], Awaitable[None]]
@@ -246,6 +248,9 @@ class VendorClient:
         names = self._rl_headers
         if names is None:
             return
+        if names.limit is not None and (limit := answer.headers.get(names.limit)) is not None:
+            with contextlib.suppress(ValueError, TypeError):
+                self.limiter.observe_limit(int(limit))
         remaining = answer.headers.get(names.remaining)
         reset = answer.headers.get(names.reset)
         if remaining is not None and reset is not None:

@@ -17,7 +17,7 @@ from adapters.clickmaint.undocumented import (
     ClickMaintOptions,
 )
 from adapters.config import parse_config
-from adapters.core.ratelimit import Unlimited
+from adapters.core.ratelimit import SlidingWindowLimiter, Unlimited
 from adapters.core.secret import Secret
 from adapters.core.vendor_http import VendorClient, VendorResponse
 from adapters.registry import VENDORS
@@ -62,6 +62,23 @@ def test_the_rate_limit_and_its_headers() -> None:
     assert (headers.remaining, headers.reset) == ("x-ratelimit-remaining", "x-ratelimit-reset")
     # "X-RateLimit-Reset: Unix timestamp when the limit resets"
     assert headers.reset_is_epoch
+    assert headers.limit == "x-ratelimit-limit"  # "Maximum requests allowed"
+
+
+def test_a_lower_limit_in_the_answers_lowers_the_budget() -> None:
+    limiter = SlidingWindowLimiter(300, 300.0)
+    client = VendorClient(
+        base_url="https://app.clickmaint.com/api/v1",
+        limiter=limiter,
+        timeout_s=5,
+        user_agent="t",
+        rate_limit_headers=SPEC.rate_limit_headers,
+    )
+    headers = {"x-ratelimit-limit": "120", "x-ratelimit-remaining": "119"}
+    client._adapt(VendorResponse(200, headers | {"x-ratelimit-reset": "1"}, b"{}"))
+    assert limiter.capacity == 120
+    client._adapt(VendorResponse(200, {"x-ratelimit-limit": "not a number"}, b"{}"))
+    assert limiter.capacity == 120
 
 
 class Recording(Unlimited):

@@ -42,12 +42,12 @@ def test_polls_get_half_of_what_the_process_may_use_by_default() -> None:
     _, inst = instance()
     gate = poll_gate(inst)
     assert gate is not None
-    assert gate.capacity == 7  # MOCO: 15 per 15 s; half, rounded down
+    assert gate.limiter.capacity == 7  # MOCO: 15 per 15 s; half, rounded down
     share = {"now": 3}
     inst.client.limiter.share(lambda: share["now"])
-    assert gate.capacity == 1  # at least one request, while the process has any
+    assert gate.limiter.capacity == 1  # at least one request, while the process has any
     share["now"] = 0
-    assert gate.capacity == 0
+    assert gate.limiter.capacity == 0
 
 
 def test_a_share_of_one_or_an_unknown_budget_needs_no_gate() -> None:
@@ -55,7 +55,7 @@ def test_a_share_of_one_or_an_unknown_budget_needs_no_gate() -> None:
     assert poll_gate(inst) is None
     _, inst = instance(max_budget_share=0.25)
     gate = poll_gate(inst)
-    assert gate is not None and gate.capacity == 3
+    assert gate is not None and gate.limiter.capacity == 3
 
 
 async def test_polls_wait_for_their_share_while_commands_keep_the_rest() -> None:
@@ -63,9 +63,9 @@ async def test_polls_wait_for_their_share_while_commands_keep_the_rest() -> None
     gate = poll_gate(inst)
     assert gate is not None
     for _ in range(7):
-        async with gate.slot():
+        async with gate.slot(0.0):
             pass
-    blocked = asyncio.create_task(gate.acquire())
+    blocked = asyncio.create_task(gate.limiter.acquire())
     await asyncio.sleep(0.05)
     assert not blocked.done()  # an eighth poll waits: its share of the window is spent ...
     assert inst.client.limiter.occupied() == 0  # ... and the budget's rest is the commands'

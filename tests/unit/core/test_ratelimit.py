@@ -208,3 +208,28 @@ async def test_quiesce_waits_for_requests_in_flight() -> None:
     leave.set()
     assert await limiter.quiesce(1.0)
     await task
+
+
+async def test_a_vendor_limit_below_the_budget_lowers_it_and_never_raises_it(
+    clock: FakeClock,
+) -> None:
+    limiter = SlidingWindowLimiter(10, 60.0, margin_s=0.0, clock=clock)
+    limiter.observe_limit(4)
+    assert limiter.capacity == 4
+    for _ in range(4):
+        await limiter.acquire()
+    assert limiter.occupied() == 4
+    waiter = asyncio.create_task(limiter.acquire())
+    await asyncio.sleep(0.05)
+    assert not waiter.done()  # the fifth waits for the window, as the vendor counts
+    limiter.observe_limit(50)  # more than the budget: the budget is the upper bound
+    assert limiter.capacity == 10
+    await asyncio.wait_for(waiter, 1)
+    limiter.observe_limit(0)  # nonsense: ignored
+    assert limiter.capacity == 10
+
+
+def test_a_learned_limit_shrinks_a_shared_budgets_share_alike() -> None:
+    limiter = SlidingWindowLimiter(300, 300.0, capacity=lambda: 100)  # a third of the budget
+    limiter.observe_limit(150)
+    assert limiter.capacity == 50
