@@ -231,6 +231,11 @@ class Bridge:
                         inst.topics.budget: budget_partitions(inst.client.limiter.requests)
                         for inst in self._budgeted()
                     },
+                    tracking=[
+                        inst.topics.tracked
+                        for inst in self.instances.values()
+                        if inst.spec.tracking
+                    ],
                 )
                 return
             except KafkaAccessError as exc:

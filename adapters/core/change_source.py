@@ -27,6 +27,7 @@ import msgspec
 
 from adapters.core.cloudevents_codec import stable_id
 from adapters.core.pagination import PageRequest
+from adapters.core.track_change import TrackChange
 from adapters.core.vendor import EventDraft
 from adapters.core.vendor_http import VendorResponse
 from adapters.settings import PolledVendorOptions, VendorOptions
@@ -85,6 +86,8 @@ class PollContext:
     # overrides `resource_paths` and `poll_params` that `path` and `params` apply.
     options: VendorOptions
     now: Callable[[], datetime]
+    # The tracking topic as of this cycle (tracking.py), for a watch fed by commands.
+    tracking: Mapping[str, TrackChange] | None = None
 
     def path(self, default: str) -> str:
         """The resource's path, unless the instance overrides it (`options.resource_paths`)."""

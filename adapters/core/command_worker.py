@@ -61,6 +61,7 @@ from adapters.core.ledger_store import (
     ledger_metrics,
 )
 from adapters.core.metrics import Metrics
+from adapters.core.track_change import TrackChange
 from adapters.core.vendor import CommandSpec, PreparedCall
 from adapters.core.vendor_call import CallOutcome, RetryPolicy
 from adapters.settings import KafkaConfig
@@ -441,7 +442,22 @@ class CommandWorker:
             acted = work.marks.pop(key, False)
             result, dlq = crashed(command, exc, acted=acted), f"internal error: {exc}"
         work.marks.pop(key, None)
-        return finished(command, checked.digest, result, dlq_error=dlq)
+        tracking = self._tracking(checked, result, command)
+        return finished(command, checked.digest, result, dlq_error=dlq, tracking=tracking)
+
+    def _tracking(
+        self, checked: Checked, result: CommandResult, command: Command
+    ) -> tuple[TrackChange, ...]:
+        """What the result tells the instance's watch (nothing when the spec has no hook)."""
+        if checked.spec.track is None:
+            return ()
+        try:
+            change = checked.spec.track(checked.data, result, command.command_id)
+        except Exception:
+            # The result stands; the watch misses this id (logged: a bug in the hook).
+            log.exception("commands %s: tracking of %s failed", self.inst.name, command.command_id)
+            return ()
+        return () if change is None else (change,)
 
     # -- single steps, for callers that check one command ------------------------------------
 

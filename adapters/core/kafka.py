@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -122,6 +122,11 @@ class Topics:
         return f"{self.prefix}.{self.name}.state.ledger"
 
     @property
+    def tracked(self) -> str:
+        """Internal, compacted: the ids a watch follows, as commands decide (tracking.py)."""
+        return f"{self.prefix}.{self.name}.state.tracked"
+
+    @property
     def budget(self) -> str:
         """Internal, compacted: the vendor budget's shares, one unit per partition (budget.py)."""
         return f"{self.prefix}.{self.name}.state.budget"
@@ -159,11 +164,13 @@ async def ensure_topics(
     max_record_bytes: int | None = None,
     check_record_bytes: bool = True,
     budgets: Mapping[str, int] | None = None,
+    tracking: Sequence[str] = (),
 ) -> None:
     """Create missing topics; check that each ledger has its commands topic's partitions.
 
     `budgets` names the budget topics to create (topic -> partitions); one that exists with
     another count is used as it is (see budget.py: shares are then rounded down).
+    `tracking` names the tracking topics to create (tracking.py), compacted like cursors.
 
     With `max_record_bytes`, the events and DLQ topics are created to hold records of that
     size, and (with `check_record_bytes`) existing ones that allow less stop start-up.
@@ -187,6 +194,8 @@ async def ensure_topics(
             wanted.append(NewTopic(t.ledger, ledger_parts, repl, topic_configs=configs["ledger"]))
         for name, count in (budgets or {}).items():
             wanted.append(NewTopic(name, count, repl, topic_configs=configs["cursors"]))
+        for name in tracking:
+            wanted.append(NewTopic(name, parts, repl, topic_configs=configs["cursors"]))
         missing = [n for n in wanted if n.name not in existing_names]
         if missing:
             if not cfg.topics.create:

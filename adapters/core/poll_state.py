@@ -95,6 +95,13 @@ class WatchState(msgspec.Struct, kw_only=True):
     v: int = WATCH_VERSION
     tracked: dict[str, str | None] = msgspec.field(default_factory=dict)
     cursor: int = 0
+    # Per id, what the vendor's mapper keeps of the last read (CMO: the status code).
+    facts: dict[str, dict[str, str]] = msgspec.field(default_factory=dict)
+    # Per id, the command whose echo the watch has already looked for (tracking.py).
+    echoed: dict[str, str] = msgspec.field(default_factory=dict)
+    # Ids the vendor answered 404 for, latest last (bounded): the tracking topic still
+    # lists them, and they must not be read again forever.
+    gone: list[str] = msgspec.field(default_factory=list)
 
 
 def decode_watch_state(raw: bytes) -> WatchState:

@@ -42,9 +42,11 @@ from adapters.core.poll_order import StalestFirst
 from adapters.core.poll_state import StateError, encode_state
 from adapters.core.ratelimit import SlidingWindowLimiter
 from adapters.core.state_restore import restore_partition
+from adapters.core.tracking import TrackingView
 from adapters.core.vendor import PollResource
 from adapters.core.vendor_call import RetryPolicy, call_with_retry
 from adapters.core.vendor_http import ForeignURL, VendorResponse
+from adapters.core.watch_source import WatchTrackedIds
 from adapters.settings import KafkaConfig
 
 log = logging.getLogger(__name__)
@@ -112,8 +114,11 @@ class PollTask:
         on_lost: Callable[[str], None] | None = None,
         on_commit: Callable[[str, bytes], None] | None = None,
         gate: StalestFirst | None = None,
+        tracking: TrackingView | None = None,
     ) -> None:
         self.inst, self.res, self.producer, self.state = inst, res, producer, state
+        # The commands' tracking topic, for a watch they feed (tracking.py).
+        self.tracking = tracking
         # The polls' part of the budget (see PollRunner); None: no reserve for commands.
         self.gate = gate
         # When the task last completed a cycle (or was taken over): its staleness.
@@ -142,6 +147,14 @@ class PollTask:
 
     async def run(self) -> None:
         """Poll at the configured interval until cancelled, or until the producer is lost."""
+        try:
+            await self._run()
+        finally:
+            if self.tracking is not None:
+                with contextlib.suppress(Exception):
+                    await asyncio.shield(self.tracking.close())
+
+    async def _run(self) -> None:
         interval = self.inst.cfg.polling.interval_s
         while True:
             try:
@@ -176,6 +189,7 @@ class PollTask:
             fetch=self._fetch,
             options=self.inst.options,
             now=lambda: datetime.now(UTC),
+            tracking=await self.tracking.refresh() if self.tracking is not None else None,
         )
         published = 0
         async for step in self.res.source.run(ctx, self.state):
@@ -425,11 +439,18 @@ class PollRunner:
             on_lost=functools.partial(self._partition_lost, partition),
             on_commit=states.__setitem__,
             gate=self.gate,
+            tracking=self._tracking_view(res, key),
         )
         self.tasks[key] = task
         run = asyncio.create_task(task.run(), name=f"poll-{self.inst.name}-{key}")
         self._runs[key] = run
         runs.append(run)
+
+    def _tracking_view(self, res: PollResource, key: str) -> TrackingView | None:
+        if not (isinstance(res.source, WatchTrackedIds) and res.source.feed):
+            return None
+        client_id = f"{self.kafka.client_id}-{self.inst.name}-tracked-{key}"
+        return TrackingView(self.kafka, self.inst.topics.tracked, client_id=client_id)
 
     async def acquire(self, partitions: list[int]) -> None:
         """Fence earlier owners, restore the states, start the owned tasks."""

@@ -21,6 +21,8 @@ from adapters.settings import VendorOptions
 if TYPE_CHECKING:
     from adapters.core.batching import BatchSpec
     from adapters.core.change_source import ChangeSource, ScopeSource
+    from adapters.core.command_result import CommandResult
+    from adapters.core.track_change import TrackChange
     from adapters.core.vendor_call import CallOutcome
     from adapters.core.vendor_http import VendorClient, VendorResponse
     from adapters.devkit import StartDevFake
@@ -165,6 +167,15 @@ class CommandSpec:
     # The path is a guess (the document is silent): on, overridable in options.command_paths.
     path_guessed: bool = False
     description: str = ""
+    # The result's `response` from a successful answer's decoded body (CMO: the bare id
+    # string of a create becomes `{"id": ...}`); None: the body as the vendor sent it.
+    answer: Callable[[Any], Any] | None = None
+    # What the command's result says about the ids a watch follows (tracking.py): called
+    # with the command's data, its result and its id; written in the result's transaction.
+    track: Callable[[msgspec.Struct, CommandResult, str], TrackChange | None] | None = None
+    # No vendor call at all (CMO's track/untrack): the result is `succeeded` at once, with
+    # `answer(data)` as its response when given.
+    local: bool = False
 
 
 def static_auth(headers: Callable[[InstanceConfig], dict[str, str]]) -> Callable[[Any], Auth]:
@@ -225,3 +236,6 @@ class VendorSpec:
     startup_check: Callable[[VendorClient, InstanceConfig], Awaitable[str | None]] | None = None
     # Starts the vendor's fake for `workbridge dev` (None: the vendor is left out of it).
     dev: StartDevFake | None = None
+    # Whether the vendor's commands feed a watch (tracking.py): its instances get the topic
+    # `<prefix>.<name>.state.tracked`.
+    tracking: bool = False

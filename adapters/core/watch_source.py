@@ -3,8 +3,10 @@
 Each cycle GETs a slice of the tracked ids (the round goes on where the last cycle stopped,
 so a large set stays within the rate limit), compares each record's content with the digest
 last published, and publishes when it differs. A 404 is a deletion: published once, then the
-id is no longer tracked. Where the ids come from is declared (`TrackedIds`): the instance's
-options, and (not yet built) the records Workbridge's own commands created.
+id is no longer tracked. Where the ids come from is declared (`TrackedIds`: the instance's
+options) and, with `feed`, the tracking topic the commands write (tracking.py): a create's
+id, track and untrack commands, and the command whose echo the next read will see, which the
+event names in its `causedby` extension.
 """
 
 from __future__ import annotations
@@ -45,8 +47,9 @@ class OptionIds:
 
 
 class Watched(msgspec.Struct, frozen=True, kw_only=True):
-    """One watched record that changed: its content now (None: deleted), and whether it was
-    read before."""
+    """One watched record that changed: its content now (None: deleted), whether it was
+    read before, what `remember` kept of the read before, and the command that caused the
+    change where one did (its echo)."""
 
     instance: str
     resource: str
@@ -54,6 +57,8 @@ class Watched(msgspec.Struct, frozen=True, kw_only=True):
     record: Any
     digest: str
     first_read: bool
+    before: Mapping[str, str] | None = None
+    caused_by: str | None = None
 
     @property
     def deleted(self) -> bool:
@@ -61,8 +66,8 @@ class Watched(msgspec.Struct, frozen=True, kw_only=True):
         return self.record is None
 
 
-WatchMapper = Callable[[Watched], EventDraft]
-"""The vendor's event for a watched change (its type, subject and data)."""
+WatchMapper = Callable[[Watched], "EventDraft | list[EventDraft]"]
+"""The vendor's events for a watched change (their type, subject and data)."""
 
 
 def watched_event(vendor: str, event_resource: str) -> WatchMapper:
@@ -77,9 +82,15 @@ def watched_event(vendor: str, event_resource: str) -> WatchMapper:
             subject=f"{event_resource}/{seen.id}",
             id=stable_id(seen.instance, seen.resource, seen.id, verb, seen.digest),
             data=msgspec.json.encode(data),
+            extensions=caused_by(seen),
         )
 
     return to_event
+
+
+def caused_by(seen: Watched) -> dict[str, str]:
+    """The `causedby` extension of a change a Workbridge command made (empty otherwise)."""
+    return {"causedby": seen.caused_by} if seen.caused_by else {}
 
 
 def content_digest(record: Any, ignore: tuple[str, ...] = ()) -> str:
@@ -88,6 +99,10 @@ def content_digest(record: Any, ignore: tuple[str, ...] = ()) -> str:
         record = {k: v for k, v in record.items() if k not in ignore}
     canonical = msgspec.json.encode(record, order="sorted")
     return hashlib.sha256(canonical).hexdigest()[:32]
+
+
+# How many deleted ids a watch remembers (see WatchState.gone).
+GONE_KEPT = 1000
 
 
 @dataclass(frozen=True)
@@ -101,8 +116,14 @@ class WatchTrackedIds:
     ignore_fields: tuple[str, ...] = ()
     # GETs per cycle; the round over the ids goes on at the next cycle.
     per_cycle: int = 50
+    # The options field that sets `per_cycle` for an instance (None: `per_cycle` it is).
+    per_cycle_option: str | None = None
     # Whether the first read of an id is published (False: it only sets the baseline).
     publish_first_read: bool = True
+    # Whether the commands' tracking topic adds and drops ids (tracking.py).
+    feed: bool = False
+    # What to keep of each read for the next one's mapper (`Watched.before`).
+    remember: Callable[[Any], dict[str, str]] | None = None
 
     def initial(self) -> WatchState:
         """Nothing tracked yet."""
@@ -115,25 +136,66 @@ class WatchTrackedIds:
     async def run(self, ctx: PollContext, state: WatchState) -> AsyncIterator[Step[WatchState]]:
         """One slice of the round: a step per `max_batch` changes, the last with the cursor."""
         tracked = dict(state.tracked)
+        facts = dict(state.facts)
+        echoed = dict(state.echoed)
+        gone = list(state.gone)
         for rid in await self.tracked.ids(ctx):
-            tracked.setdefault(rid, None)
+            if rid not in gone:
+                tracked.setdefault(rid, None)
+        feed = ctx.tracking if self.feed and ctx.tracking is not None else {}
+        for rid, change in feed.items():
+            if not change.tracked:
+                tracked.pop(rid, None)
+                facts.pop(rid, None)
+                echoed.pop(rid, None)
+                if rid in gone:
+                    gone.remove(rid)  # told: it no longer needs remembering
+            elif rid not in gone:
+                tracked.setdefault(rid, None)
         order = sorted(tracked)
         if not order:
+            if (tracked, facts, echoed, gone) != (
+                state.tracked,
+                state.facts,
+                state.echoed,
+                state.gone,
+            ):
+                yield Step([], [], WatchState(facts=facts, echoed=echoed, gone=gone))
             return
+        per_cycle = self.per_cycle
+        if self.per_cycle_option is not None:
+            per_cycle = int(getattr(ctx.options, self.per_cycle_option, per_cycle))
         start = state.cursor % len(order)
-        todo = (order[start:] + order[:start])[: self.per_cycle]
+        todo = (order[start:] + order[:start])[:per_cycle]
         events: list[EventDraft] = []
         for done, rid in enumerate(todo, start=1):
-            change = await self._read(ctx, rid, tracked.get(rid))
-            if change is not None:
-                event, digest = change
-                if event is not None:
-                    events.append(event)
+            told = feed.get(rid)
+            # The command whose change this read may show, once per command.
+            cause = told.caused_by if told is not None else None
+            fresh_cause = cause if cause is not None and echoed.get(rid) != cause else None
+            read = await self._read(ctx, rid, tracked.get(rid), facts.get(rid), fresh_cause)
+            if fresh_cause is not None:
+                echoed[rid] = fresh_cause
+            if read is not None:
+                drafts, digest, kept = read
+                events.extend(drafts)
                 if digest is None:
                     del tracked[rid]
+                    facts.pop(rid, None)
+                    echoed.pop(rid, None)
+                    if self.feed:
+                        gone = [*[g for g in gone if g != rid][-(GONE_KEPT - 1) :], rid]
                 else:
                     tracked[rid] = digest
-            now = WatchState(tracked=dict(tracked), cursor=(start + done) % len(order))
+                    if kept is not None:
+                        facts[rid] = kept
+            now = WatchState(
+                tracked=dict(tracked),
+                cursor=(start + done) % len(order),
+                facts=dict(facts),
+                echoed=dict(echoed),
+                gone=list(gone),
+            )
             last = done == len(todo)
             # An unchanged state needs no transaction: a quiet watch writes nothing.
             if len(events) >= ctx.settings.max_batch or (last and (events or now != state)):
@@ -141,14 +203,20 @@ class WatchTrackedIds:
                 events = []
 
     async def _read(
-        self, ctx: PollContext, rid: str, previous: str | None
-    ) -> tuple[EventDraft | None, str | None] | None:
-        """(event or None, the new digest or None when the id is gone), or None: unchanged."""
+        self,
+        ctx: PollContext,
+        rid: str,
+        previous: str | None,
+        before: Mapping[str, str] | None,
+        cause: str | None,
+    ) -> tuple[list[EventDraft], str | None, dict[str, str] | None] | None:
+        """(events, the new digest or None when the id is gone, what to remember), or None:
+        unchanged."""
         path = ctx.path(self.path).format(id=quote(rid, safe=""))
         response = await ctx.fetch(PageRequest(path))
         if response.status == 404:
             if previous is None:
-                return None, None  # never read: nothing to say it was there
+                return [], None, None  # never read: nothing to say it was there
             seen = Watched(
                 instance=ctx.instance,
                 resource=ctx.resource,
@@ -156,8 +224,10 @@ class WatchTrackedIds:
                 record=None,
                 digest=previous,
                 first_read=False,
+                before=before,
+                caused_by=cause,
             )
-            return self.to_event(seen), None
+            return _drafts(self.to_event(seen)), None, None
         if not 200 <= response.status < 300:
             raise PollError(f"GET {path}: {response.status}")
         try:
@@ -175,6 +245,13 @@ class WatchTrackedIds:
             record=record,
             digest=digest,
             first_read=first,
+            before=before,
+            caused_by=cause,
         )
         publish = not first or self.publish_first_read
-        return (self.to_event(seen) if publish else None), digest
+        kept = self.remember(record) if self.remember is not None else None
+        return (_drafts(self.to_event(seen)) if publish else []), digest, kept
+
+
+def _drafts(made: EventDraft | list[EventDraft]) -> list[EventDraft]:
+    return made if isinstance(made, list) else [made]

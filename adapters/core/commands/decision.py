@@ -25,6 +25,7 @@ from adapters.core.command_result import CommandResult, request_id
 from adapters.core.commands.model import Checked, Command, Rejected
 from adapters.core.errors import Action
 from adapters.core.ledger import LedgerEntry
+from adapters.core.track_change import TrackChange
 from adapters.core.vendor import CommandSpec
 from adapters.core.vendor_call import CallOutcome
 from adapters.core.vendor_http import VendorResponse
@@ -77,6 +78,8 @@ class Decision:
     # A result that used no key (rejected, conflict, a repeat): kept under the command id.
     answer_entry: LedgerEntry | None = None
     dlq_error: str | None = None
+    # What the command says about the ids a watch follows (tracking.py), written with it.
+    tracking: tuple[TrackChange, ...] = ()
 
 
 def base(command: Command) -> dict[str, Any]:
@@ -137,6 +140,7 @@ def finished(
     *,
     dlq_error: str | None,
     at: datetime | None = None,
+    tracking: tuple[TrackChange, ...] = (),
 ) -> Decision:
     """The final result of a command that took its key: the key's entry holds it for good."""
     done = LedgerEntry(
@@ -147,7 +151,7 @@ def finished(
         at=at or datetime.now(UTC),
         result=msgspec.to_builtins(result),
     )
-    return Decision(result, key_entry=done, dlq_error=dlq_error)
+    return Decision(result, key_entry=done, dlq_error=dlq_error, tracking=tracking)
 
 
 def inflight(command: Command, digest: str, *, at: datetime | None = None) -> LedgerEntry:
@@ -193,7 +197,7 @@ def judge(
         return CommandResult(
             status="succeeded",
             **common,
-            response=bounded(resp),
+            response=bounded(resp) if spec.answer is None else spec.answer(bounded(resp)),
             accepted_async=True if resp.status == 202 else None,
         )
     if replay and spec.kind == "delete" and status_code == 404:

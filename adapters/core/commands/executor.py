@@ -7,6 +7,8 @@ import logging
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
+import msgspec
+
 from adapters.core.command_result import CommandResult
 from adapters.core.commands.decision import base, judge, reconciled
 from adapters.core.commands.model import Checked, Command
@@ -75,6 +77,10 @@ class Executor:
         in-flight mark); `after_attempt` hears whether the vendor may have acted on it."""
         spec, data, call = checked.spec, checked.data, checked.call
         fields = base(command)
+        if spec.local:
+            # Nothing to send: the command only tells Workbridge something (its tracking).
+            shown = spec.answer(msgspec.to_builtins(data)) if spec.answer else None
+            return CommandResult(status="succeeded", **fields, attempts=0, response=shown)
         if replay:
             result = await self.reconcile(spec, data, fields)
             if result is not None:

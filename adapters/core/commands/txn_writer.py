@@ -26,6 +26,7 @@ from adapters.core.group_commit import CommitterClosed, Record
 from adapters.core.instance import SCHEMA_BASE, Instance
 from adapters.core.ledger import LedgerEntry, answered_record, encode_entry, key_record
 from adapters.core.metrics import Metrics
+from adapters.core.track_change import tracking_record
 
 
 class Committer(Protocol):
@@ -129,6 +130,9 @@ class TxnWriter:
                 records.append(
                     (topics.ledger, ledger_key.encode(), encode_entry(entry), [], self.partition)
                 )
+        for change in decision.tracking:
+            key, value = tracking_record(change)
+            records.append((topics.tracked, key, value, [], None))
         if decision.dlq_error is not None and decision.result is not None:
             rec = command.record
             dlq_headers = command_dlq_headers(
