@@ -1,11 +1,12 @@
 """Vendor-agnostic machinery shared by the fake vendor servers (`FakeMoco`, `FakeMobilityWork`).
 
-`FakeServer` is the base class: server lifecycle (`start`/`stop`/`async with`), base and
-control URLs, `fail_next`/`delay_next` fault-injection queues, and webhook delivery as
-background tasks with retries and backoff (`wait_deliveries_idle`, `resend_last`). A fake
-subclass supplies only its vendor's behaviour: the aiohttp application (`_build_app`), the
-webhook messages, and the per-attempt hooks of the delivery loop (`_may_attempt`,
-`_attempt_request`, `_after_attempt`) where signing and give-up rules differ.
+`FakeServer` is the base class: server lifecycle (`start`/`stop`/`async with`, HTTP or, with
+`ssl_context`, HTTPS and mutual TLS), base and control URLs, `fail_next`/`delay_next`
+fault-injection queues, and webhook delivery as background tasks with retries and backoff
+(`wait_deliveries_idle`, `resend_last`). A fake subclass supplies only its vendor's behaviour:
+the aiohttp application (`_build_app`), the webhook messages, and the per-attempt hooks of the
+delivery loop (`_may_attempt`, `_attempt_request`, `_after_attempt`) where signing and give-up
+rules differ.
 
 The small helpers (`json_response`, `read_json_object`, `retry_after_headers`,
 `retry_delay`, `post_webhook`) hold nothing vendor-specific either.
@@ -14,6 +15,7 @@ The small helpers (`json_response`, `read_json_object`, `retry_after_headers`,
 from __future__ import annotations
 
 import asyncio
+import ssl
 from collections import deque
 from collections.abc import Mapping
 from types import TracebackType
@@ -154,6 +156,10 @@ class FakeServer(Generic[MessageT]):
         self._fail_queue: deque[Fault] = deque()
         self._delay_queue: deque[float] = deque()
         self.webhooks: list[MessageT] = []
+        # Set before `start` to serve HTTPS: the URLs are then `https://…`, and a context with
+        # `verify_mode = ssl.CERT_REQUIRED` makes it a mutual-TLS server. An attribute rather
+        # than a `start` parameter, so that subclasses' `start` overrides keep their signature.
+        self.ssl_context: ssl.SSLContext | None = None
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -162,7 +168,10 @@ class FakeServer(Generic[MessageT]):
         raise NotImplementedError
 
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
-        """Listen on host:port (0 = any free port) and return the base URL."""
+        """Listen on host:port (0 = any free port) and return the base URL.
+
+        With `ssl_context` set the fake serves HTTPS (see its attribute).
+        """
         if self._runner is not None:
             raise RuntimeError(f"{self._server_name} is already started")
         app = self._build_app()
@@ -170,12 +179,14 @@ class FakeServer(Generic[MessageT]):
         # (delay_next) handlers for aiohttp's default 60 s.
         runner = web.AppRunner(app, shutdown_timeout=1.0, access_log=None)
         await runner.setup()
-        site = web.TCPSite(runner, host, port)
+        ssl_context = self.ssl_context
+        site = web.TCPSite(runner, host, port, ssl_context=ssl_context)
         await site.start()
         bound_port = runner.addresses[0][1]
         self._runner = runner
         self._session = aiohttp.ClientSession()
-        self._root_url = f"http://{host}:{bound_port}"
+        scheme = "http" if ssl_context is None else "https"
+        self._root_url = f"{scheme}://{host}:{bound_port}"
         self.base_url = self._root_url + self._base_path
         return self.base_url
 
@@ -207,7 +218,7 @@ class FakeServer(Generic[MessageT]):
 
     @property
     def control_url(self) -> str:
-        """Base URL of the unauthenticated control API (`http://host:port/_fake`)."""
+        """Base URL of the unauthenticated control API (`http://host:port/_fake`, or `https`)."""
         if self._root_url is None:
             raise RuntimeError(f"{self._server_name} is not started")
         return self._root_url + "/_fake"

@@ -21,6 +21,8 @@ import pytest
 import yaml
 
 from adapters.clickmaint.undocumented import ClickMaintOptions
+from adapters.cmo.auth import configured_modes, mode
+from adapters.cmo.undocumented import CmoOptions
 from adapters.config import Config, parse_config
 from adapters.core.budget import budget_partitions
 from adapters.core.metrics import Metrics
@@ -230,6 +232,24 @@ def test_config_decodes_with_the_apps_loader(values: Path | None, tmp_path: Path
                 k.removesuffix("_file"): read_by_app(files, v)
                 for k, v in src.get("credentials", {}).items()
             }
+            # TLS towards the vendor: the files the config names are the mounted ones.
+            if "tls" not in src:
+                assert inst.tls is None
+            else:
+                assert inst.tls is not None
+                for key in ("cert_file", "key_file", "ca_file"):
+                    path = getattr(inst.tls, key)
+                    assert (path is None) == (key not in src["tls"])
+                    if path is not None:
+                        content = Path(path).read_text(encoding="utf-8").strip()
+                        assert content == read_by_app(files, src["tls"][key])
+                if "key_password_file" in src["tls"]:
+                    assert inst.tls.key_password is not None
+                    assert inst.tls.key_password.reveal() == read_by_app(
+                        files, src["tls"]["key_password_file"]
+                    )
+                else:
+                    assert inst.tls.key_password is None
         kafka = raw["kafka"]
         if config.kafka.sasl is not None:
             assert config.kafka.sasl.password.reveal() == read_by_app(
@@ -628,4 +648,155 @@ def test_clickmaint_example_renders_what_the_connector_reads(tmp_path: Path) -> 
     egress_ports = [[p["port"] for p in rule["ports"]] for rule in policies["workers"]["egress"]]
     assert egress_ports == [[53, 53], [9093], [443]]
     # Click Maint sends no webhooks: the receivers can be left out, as the example says.
+    assert set(deployments(render(example, "webhooks.enabled=false"))) == {"workers"}
+
+
+CMO = (
+    "instances[0].vendor=cmo",
+    "instances[0].name=compliance",
+    "instances[0].base_url=https://cmo.example.com",
+    "instances[0].webhooks.enabled=false",
+    "instances[0].polling.enabled=true",
+    "instances[0].polling.resources[0]=actions",
+    "instances[0].options.auth=mtls",
+)
+TLS_DIR = "/etc/workbridge/secrets/instances/compliance/tls"
+
+
+def test_instance_tls_secret_is_mounted_and_named_by_the_instances_tls(tmp_path: Path) -> None:
+    docs = render(
+        None,
+        *CMO,
+        "instances[0].tlsSecret.name=cmo-client",
+        "instances[0].tlsSecret.certKey=tls.crt",
+        "instances[0].tlsSecret.keyKey=tls.key",
+        "instances[0].tlsSecret.caKey=ca.crt",
+        "instances[0].tlsSecret.keyPasswordKey=key-password",
+    )
+    for comp, deployment in deployments(docs).items():
+        raw = raw_config(docs, deployment)
+        files = secret_files(deployment)
+        (src,) = raw["instances"]
+        assert src["tls"] == {
+            "cert_file": f"{TLS_DIR}/client.crt",
+            "key_file": f"{TLS_DIR}/client.key",
+            "ca_file": f"{TLS_DIR}/ca.crt",
+            "key_password_file": f"{TLS_DIR}/client-key-password",
+        }
+        assert {files[src["tls"][k]] for k in src["tls"]} == {
+            ("cmo-client", "tls.crt"),
+            ("cmo-client", "tls.key"),
+            ("cmo-client", "ca.crt"),
+            ("cmo-client", "key-password"),
+        }
+        assert {path for _, path in file_entries(raw)} == set(files)
+        assert not list(inline_secrets(raw)), "the key password is only named by its file"
+        config = load_as_mounted(raw, files, tmp_path / comp)
+        (inst,) = config.instances
+        assert inst.tls is not None and inst.tls.key_password is not None
+        assert inst.tls.key_password.reveal() == fake_secret("cmo-client", "key-password")
+        assert configured_modes(inst) == ["mtls"] and mode(inst) == "mtls"
+        assert not inst.credentials and inst.api_key is None
+
+
+def test_instance_tls_secret_without_a_client_certificate_is_a_private_ca() -> None:
+    docs = render(
+        None,
+        "instances[0].vendor=moco",
+        "instances[0].base_url=https://moco.internal.test/api/v1",
+        "instances[0].tlsSecret.name=internal-ca",
+        "instances[0].tlsSecret.caKey=ca.crt",
+    )
+    workers = deployments(docs)["workers"]
+    (src,) = raw_config(docs, workers)["instances"]
+    assert src["tls"] == {"ca_file": "/etc/workbridge/secrets/instances/moco/tls/ca.crt"}
+    assert secret_files(workers)[src["tls"]["ca_file"]] == ("internal-ca", "ca.crt")
+
+
+def test_instances_without_tls_secret_get_no_tls() -> None:
+    for values in VALUE_SETS:
+        if values is not None and values.stem == "cmo":
+            continue
+        docs = render(values)
+        for deployment in deployments(docs).values():
+            for inst in raw_config(docs, deployment)["instances"]:
+                # (the all-on values give their CMO instance a tlsSecret)
+                assert "tls" not in inst or inst["vendor"] == "cmo"
+    docs = render(None, *CMO, "instances[0].tlsSecret.name=")
+    assert "tls" not in raw_config(docs, deployments(docs)["workers"])["instances"][0]
+
+
+def test_instance_tls_secret_checks_name_what_is_missing() -> None:
+    where = "instances[0] (compliance): tlsSecret"
+    err = render_error(*CMO, "instances[0].tlsSecret.name=cmo-client")
+    assert f"{where}.certKey and tlsSecret.keyKey are required when tlsSecret.name is set" in err
+    assert "the keys of Secret cmo-client" in err
+    err = render_error(
+        *CMO, "instances[0].tlsSecret.name=cmo-client", "instances[0].tlsSecret.certKey=tls.crt"
+    )
+    assert f"{where}.keyKey is required with tlsSecret.certKey" in err
+    err = render_error(
+        *CMO, "instances[0].tlsSecret.name=cmo-client", "instances[0].tlsSecret.keyKey=tls.key"
+    )
+    assert f"{where}.certKey is required with tlsSecret.keyKey" in err
+    err = render_error(
+        *CMO,
+        "instances[0].tlsSecret.name=cmo-client",
+        "instances[0].tlsSecret.caKey=ca.crt",
+        "instances[0].tlsSecret.keyPasswordKey=pw",
+    )
+    assert f"{where}.keyPasswordKey is the password of the client certificate's key" in err
+    err = render_error(*CMO, "instances[0].tlsSecret.certKey=tls.crt")
+    assert "instances[0] (compliance): tlsSecret.name is required" in err
+
+
+def test_values_schema_refuses_inline_instance_tls() -> None:
+    # Certificates and keys come only from a Secret: the app's `tls` is not a value.
+    err = render_error(*CMO, "instances[0].tls.cert_file=/etc/cert.pem")
+    assert "/instances/0" in err and "additional properties 'tls' not allowed" in err
+    err = render_error(*CMO, "instances[0].tlsSecret.name=x", "instances[0].tlsSecret.cert=PEM")
+    assert "/instances/0/tlsSecret" in err and "'cert' not allowed" in err
+    err = render_error(*CMO, "instances[0].tlsSecret.name=Not_A_Secret")
+    assert "/instances/0/tlsSecret/name" in err
+
+
+def test_cmo_example_renders_what_the_connector_reads(tmp_path: Path) -> None:
+    example = CHART / "examples" / "cmo.yaml"
+    values = yaml.safe_load(example.read_text(encoding="utf-8"))
+    spec = VENDORS["cmo"]
+    docs = render(example)
+    workers = deployments(docs)["workers"]
+    raw = raw_config(docs, workers)
+    files = secret_files(workers)
+    config = load_as_mounted(raw, files, tmp_path)
+    (inst,) = config.instances
+    assert (inst.vendor, inst.name) == ("cmo", "compliance")
+    # Mutual TLS: the client certificate from the Secret is the credential, nothing else.
+    assert configured_modes(inst) == ["mtls"] and mode(inst) == "mtls"
+    assert inst.api_key is None and inst.webhook_secret is None and not inst.credentials
+    tls_secret = values["instances"][0]["tlsSecret"]
+    (src,) = raw["instances"]
+    for file_key, values_key in (
+        ("cert_file", "certKey"),
+        ("key_file", "keyKey"),
+        ("ca_file", "caKey"),
+    ):
+        assert files[src["tls"][file_key]] == (tls_secret["name"], tls_secret[values_key])
+    assert inst.tls is not None and inst.tls.key_password is None
+    # No webhooks; the one resource, the watch over tracked actions; commands.
+    assert not inst.webhooks.enabled and inst.polling.enabled and inst.commands.enabled
+    assert spec.poll is not None and inst.polling.resources == sorted(spec.poll.resources)
+    options = CmoOptions.of(inst)
+    assert (options.auth, options.company_time_zone) == ("mtls", "Asia/Kolkata")
+    # No documented limit: the vendor's default budget, for the whole deployment.
+    assert spec.rate_limit is not None and inst.rate_limit is not None
+    assert (inst.rate_limit.requests, inst.rate_limit.per_seconds) == (
+        spec.rate_limit.requests,
+        spec.rate_limit.per_seconds,
+    )
+    assert budget_partitions(inst.rate_limit.requests) == 10  # 5 and 5 for the 2 workers
+    policies = {component(p): p["spec"] for p in of_kind(docs, "NetworkPolicy").values()}
+    egress_ports = [[p["port"] for p in rule["ports"]] for rule in policies["workers"]["egress"]]
+    assert egress_ports == [[53, 53], [9093], [443]]
+    # CMO sends no webhooks: the receivers can be left out, as the example says.
     assert set(deployments(render(example, "webhooks.enabled=false"))) == {"workers"}

@@ -2,7 +2,8 @@
 The app's configuration file, rendered from values, and the Secret files it names.
 
 "workbridge.secretFiles" is the one place that decides where each secret is mounted: the config
-(`*_file` options, TLS files) and the projected Secret volume are both built from it.
+(`*_file` options, TLS files: kafka.tls and each instance's tls from its tlsSecret) and the
+projected Secret volume are both built from it.
 */}}
 
 {{- define "workbridge.secretsDir" -}}
@@ -59,6 +60,29 @@ Also checks that each reference is complete.
 {{- end }}
 {{- range $cred := keys $creds | sortAlpha }}
 {{- $files = append $files (dict "secret" $inst.existingSecret "key" (get $creds $cred) "path" (printf "instances/%s/credentials/%s" $name $cred)) }}
+{{- end }}
+{{- /* TLS towards the vendor: a Secret of its own (a kubernetes.io/tls Secret, cert-manager's). */}}
+{{- $t := default dict $inst.tlsSecret }}
+{{- if $t.name }}
+{{- $where := printf "instances[%d] (%s): tlsSecret" $i $name }}
+{{- if and (not $t.certKey) (not $t.keyKey) (not $t.caKey) }}
+{{- fail (printf "%s.certKey and tlsSecret.keyKey are required when tlsSecret.name is set: the keys of Secret %s holding the client certificate and its private key (PEM); for a private CA alone, caKey" $where $t.name) }}
+{{- end }}
+{{- if or $t.certKey $t.keyKey }}
+{{- $files = append $files (dict "secret" $t.name "key" (required (printf "%s.certKey is required with tlsSecret.keyKey: the key of Secret %s holding the client certificate" $where $t.name) $t.certKey) "path" (printf "instances/%s/tls/client.crt" $name)) }}
+{{- $files = append $files (dict "secret" $t.name "key" (required (printf "%s.keyKey is required with tlsSecret.certKey: the key of Secret %s holding the client certificate's private key" $where $t.name) $t.keyKey) "path" (printf "instances/%s/tls/client.key" $name)) }}
+{{- end }}
+{{- if $t.keyPasswordKey }}
+{{- if not $t.certKey }}
+{{- fail (printf "%s.keyPasswordKey is the password of the client certificate's key: set certKey and keyKey too" $where) }}
+{{- end }}
+{{- $files = append $files (dict "secret" $t.name "key" $t.keyPasswordKey "path" (printf "instances/%s/tls/client-key-password" $name)) }}
+{{- end }}
+{{- if $t.caKey }}
+{{- $files = append $files (dict "secret" $t.name "key" $t.caKey "path" (printf "instances/%s/tls/ca.crt" $name)) }}
+{{- end }}
+{{- else if or $t.certKey $t.keyKey $t.caKey $t.keyPasswordKey }}
+{{- fail (printf "instances[%d] (%s): tlsSecret.name is required: certKey, keyKey, caKey and keyPasswordKey name keys of that Secret" $i $name) }}
 {{- end }}
 {{- end }}
 {{- toYaml $files }}
@@ -147,6 +171,22 @@ time through Kafka (group <prefix>.<name>.budget), so nothing in it is per proce
 {{- end }}
 {{- if $creds }}
 {{- $_ := set $inst "credentials" $creds }}
+{{- end }}
+{{- /* The same files as in workbridge.secretFiles (which checks tlsSecret). */}}
+{{- $t := default dict $src.tlsSecret }}
+{{- if $t.name }}
+{{- $tls := dict }}
+{{- if $t.certKey }}
+{{- $_ := set $tls "cert_file" (printf "%s/instances/%s/tls/client.crt" $dir $name) }}
+{{- $_ := set $tls "key_file" (printf "%s/instances/%s/tls/client.key" $dir $name) }}
+{{- end }}
+{{- if $t.keyPasswordKey }}
+{{- $_ := set $tls "key_password_file" (printf "%s/instances/%s/tls/client-key-password" $dir $name) }}
+{{- end }}
+{{- if $t.caKey }}
+{{- $_ := set $tls "ca_file" (printf "%s/instances/%s/tls/ca.crt" $dir $name) }}
+{{- end }}
+{{- $_ := set $inst "tls" $tls }}
 {{- end }}
 {{- $instances = append $instances $inst }}
 {{- end }}
