@@ -239,6 +239,19 @@ class TopicsNotReady(Exception):
     """The topics cannot be used as they are; the message says what to do."""
 
 
+async def topic_partitions(cfg: KafkaConfig, topic: str, *, client_id: str) -> int:
+    """How many partitions `topic` has (KafkaError when it is not there)."""
+    admin = AIOKafkaAdminClient(**client_kwargs(cfg), client_id=f"{client_id}-admin")
+    await admin.start()
+    try:
+        [described] = await admin.describe_topics([topic])
+    finally:
+        await admin.close()
+    if described.get("error_code", 0) or not described.get("partitions"):
+        raise KafkaError(f"{topic} has no partitions (is the topic there?)")
+    return len(described["partitions"])
+
+
 async def _partition_count(admin: AIOKafkaAdminClient, topic: str) -> int:
     described = await admin.describe_topics([topic])
     return len(described[0]["partitions"])

@@ -19,9 +19,8 @@ import logging
 from collections.abc import Mapping
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka.errors import KafkaError
 
-from adapters.core.kafka import committed_reader
+from adapters.core.kafka import committed_reader, topic_partitions
 from adapters.core.track_change import TrackChange, decode_change
 from adapters.settings import KafkaConfig
 
@@ -64,18 +63,11 @@ class TrackingView:
     async def _started(self) -> AIOKafkaConsumer:
         if self._reader is not None:
             return self._reader
+        count = await topic_partitions(self.kafka, self.topic, client_id=self.client_id)
         reader = committed_reader(self.kafka, client_id=self.client_id)
         await reader.start()
-        try:
-            await reader.topics()  # the cluster's metadata, with this topic's partitions
-        except KafkaError:
-            await reader.stop()
-            raise
-        partitions = reader.partitions_for_topic(self.topic) or set()
-        if not partitions:
-            await reader.stop()
-            raise KafkaError(f"{self.topic} has no partitions (is the topic there?)")
-        self._parts = [TopicPartition(self.topic, p) for p in sorted(partitions)]
+        partitions = range(count)
+        self._parts = [TopicPartition(self.topic, p) for p in partitions]
         reader.assign(self._parts)
         await reader.seek_to_beginning(*self._parts)
         self._reader = reader
