@@ -486,3 +486,40 @@ async def test_no_secret_reaches_logs_events_or_results(
         assert secret not in caplog.text
         assert secret.encode() not in raw
     assert msgspec.json.encode(made).find(PASSWORD.encode()) == -1
+
+
+async def test_the_watch_moves_to_another_replica_without_losing_or_repeating(
+    kafka_bootstrap: str, prefix: str, fake: FakeCmo, start: StartBridge
+) -> None:
+    made = [
+        fake.create_action(ACTION | {"dueDate": "2021-07-22T18:29:59.997Z", "dueOn": None})
+        for _ in range(3)
+    ]
+    replicas = [await start(fake, polling=WATCH, commands=COMMANDS) for _ in range(2)]
+    ids = await publish(
+        kafka_bootstrap, prefix, [(f"{P}.track", {"id": a}, f"action/{a}") for a in made]
+    )
+    assert {r["status"] for r in (await results(kafka_bootstrap, prefix, 3)).values()} == {
+        "succeeded"
+    }
+    assert len(await events(kafka_bootstrap, prefix, 3)) == 3
+
+    def owner() -> Bridge | None:
+        held = [b for b in replicas if any("actions" in p.tasks for p in b.pollers)]
+        return held[0] if len(held) == 1 else None
+
+    await wait_until(lambda: owner() is not None, 20, "one replica owning the watch")
+    first = owner()
+    assert first is not None
+    fake.update_action(made[0], {"progress": 10})
+    await events(kafka_bootstrap, prefix, 4, settle=0.5)
+    await first.stop()  # the other replica takes the watch over
+    fake.update_action(made[1], {"progress": 20})
+    fake.update_action(made[2], {"progress": 30})
+    found = await events(kafka_bootstrap, prefix, 6, settle=2.5)
+    assert len(found) == 6 and len({e.id for e in found}) == 6
+    progress = sorted((e.subject, e.data["progress"]) for e in found[3:])
+    assert progress == sorted(
+        [(f"action/{made[0]}", 10), (f"action/{made[1]}", 20), (f"action/{made[2]}", 30)]
+    )
+    assert ids
