@@ -14,6 +14,7 @@ import aiohttp
 import msgspec
 
 from adapters.core.auth import Auth, AuthFailed
+from adapters.core.multipart import Multipart
 from adapters.core.ratelimit import Limiter
 from adapters.core.retry import retry_after_seconds
 
@@ -208,8 +209,10 @@ class VendorClient:
         headers: Mapping[str, str],
     ) -> VendorResponse:
         all_headers = dict(headers)
-        body = None
-        if json is not None:
+        body: bytes | aiohttp.FormData | None = None
+        if isinstance(json, Multipart):
+            body = json.form()  # aiohttp sets multipart/form-data with its boundary
+        elif json is not None:
             body = msgspec.json.encode(json)
             all_headers["Content-Type"] = "application/json"
         try:

@@ -15,6 +15,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from adapters.core.errors import Action, ErrorTable, Rule
+from adapters.core.multipart import FormPart, Multipart
 from adapters.core.ratelimit import Unlimited
 from adapters.core.rest_command import rest_command
 from adapters.core.vendor_call import RetryPolicy, call_with_retry
@@ -348,3 +349,27 @@ async def test_a_call_that_must_not_be_repeated_is_tried_once(with_answer: bool)
     assert result.stopped == "not retried: order"
     assert (result.response is not None) is with_answer
     assert result.error is not None and "not retried: order" in result.error
+
+
+async def test_a_multipart_body_is_sent_as_form_data_on_every_attempt(
+    script: tuple[Script, VendorClient],
+) -> None:
+    sc, client = script
+    sc.answers = [(503, {}, b""), (200, {}, b'{"code": 200}')]
+    body = Multipart(
+        (
+            FormPart("name", "pump.pdf"),
+            FormPart(
+                "file", b"%PDF-1.4 bytes", filename="pump.pdf", content_type="application/pdf"
+            ),
+        )
+    )
+    assert "PDF-1.4" not in repr(body)
+    outcome = await call_with_retry(
+        client, "POST", "/workorders/1/documents", errors=ErrorTable(), policy=FAST, json=body
+    )
+    assert outcome.action is Action.SUCCESS and outcome.attempts == 2
+    for seen in sc.seen:
+        assert seen.headers["Content-Type"].startswith("multipart/form-data; boundary=")
+        assert b'name="file"; filename="pump.pdf"' in seen.body
+        assert b"%PDF-1.4 bytes" in seen.body
