@@ -61,10 +61,10 @@ from adapters.core.pagination import (
     dig,
 )
 from adapters.core.poll_state import ListState, StateError
+from adapters.core.record_details import pass_floor, with_details
 from adapters.core.rest_command import PathFieldInvalid, path_segment
 from adapters.core.scopes import ListedScopes
 from adapters.core.vendor import EventDraft, PollResource, PollSpec
-from adapters.core.vendor_http import VendorResponse
 from adapters.settings import VendorOptions
 
 log = logging.getLogger(__name__)
@@ -152,13 +152,6 @@ def record_event(resource: str) -> RecordMapper:
     return to_event
 
 
-def _floor(state: ListState, overlap: timedelta) -> datetime | None:
-    """The lower bound of the pass `state` is in (or starts): None lists everything."""
-    if state.listing is not None:
-        return state.listing.floor
-    return state.mark - overlap if state.mark is not None else None
-
-
 @dataclass(frozen=True)
 class EntityListing:
     """A resource's listing in one entity: a `ListByReplicationKey` bound, per instance, to its
@@ -198,55 +191,9 @@ class EntityListing:
             return
         source = self.bound(ctx, options)
         if self.details and options.work_order_details:
-            ctx = _with_details(ctx, source, state)
+            ctx = with_details(ctx, source, state, detail_path=DETAIL_PATH, records_at=RECORDS_AT)
         async for step in source.run(ctx, state):
             yield step
-
-
-def _with_details(ctx: PollContext, source: ListByReplicationKey, state: ListState) -> PollContext:
-    """`ctx` whose listing pages hold each new record as its own GET answers it."""
-    floor = _floor(state, ctx.settings.overlap)
-    collection = ctx.path(source.path)
-
-    async def detail(record: Any) -> Any:
-        if not isinstance(record, dict):
-            return record
-        rid, raw = record.get(source.primary_key), record.get(source.replication_key)
-        if rid is None or isinstance(rid, dict | list) or raw is None:
-            return record  # the listing sends it to the DLQ
-        try:
-            changed = parse_time(str(raw))
-            path = DETAIL_PATH.format(collection=collection, id=path_segment(rid, "id"))
-        except (TypeError, ValueError, PathFieldInvalid):
-            return record
-        if (floor is not None and changed < floor) or state.seen.get(str(rid)) == changed:
-            return record  # published already: not published again, not worth a request
-        answer = await ctx.fetch(PageRequest(path))
-        if answer.status == 404:
-            return record  # deleted since it was listed: the listed version is the last one
-        try:
-            data = dig(answer.json(), RECORDS_AT)
-        except msgspec.DecodeError:
-            raise PollError(f"GET {path}: unreadable answer") from None
-        if not isinstance(data, dict) or str(data.get(source.primary_key)) != str(rid):
-            raise PollError(f"GET {path}: the answer holds no record {rid}")
-        return data
-
-    async def fetch(request: PageRequest) -> VendorResponse:
-        response = await ctx.fetch(request)
-        if not 200 <= response.status < 300:
-            return response
-        try:
-            body = response.json()
-        except msgspec.DecodeError:
-            return response  # the listing reports it
-        records = dig(body, source.records_at)
-        if not isinstance(records, list) or not isinstance(body, dict):
-            return response
-        body[source.records_at[-1]] = [await detail(record) for record in records]
-        return msgspec.structs.replace(response, body=msgspec.json.encode(body))
-
-    return dataclasses.replace(ctx, fetch=fetch)
 
 
 # --- part transactions ------------------------------------------------------------------------
@@ -330,7 +277,7 @@ class PartTransactions:
         parts_ctx = dataclasses.replace(ctx, resource="parts")
         listing = dataclasses.replace(self.parts.bound(parts_ctx, options), to_event=_changed_part)
         overlap = ctx.settings.overlap
-        floor = _floor(state.parts, overlap)
+        floor = pass_floor(state.parts, overlap)
         margin = timedelta(seconds=options.part_transactions_margin_s)
         since = floor - margin if floor is not None else None
         seen = dict(state.seen)
