@@ -14,27 +14,38 @@ from adapters.cmo.errors import ERRORS
 from adapters.cmo.resources import POLL, RESOURCE, event_models
 from adapters.cmo.tracking_commands import with_tracking
 from adapters.cmo.undocumented import RATE_LIMIT_PER_SECONDS, RATE_LIMIT_REQUESTS, CmoOptions
+from adapters.core.auth import AuthFailed
 from adapters.core.vendor import RateLimit, VendorSpec
+from adapters.core.vendor_http import VendorClient
 from adapters.settings import InstanceConfig, OptionsError
 
 
 def check_instance(inst: InstanceConfig) -> tuple[str, str] | None:
-    """Credentials for the chosen authorization, no webhooks, the one resource."""
+    """Credentials for the chosen authorization, the one resource. (CMO sends no webhooks:
+    `webhooks.enabled` is left as it is, and the receiver answers 404 for the instance, as
+    for Click Maint.)"""
     try:
         CmoOptions.of(inst)
     except OptionsError as exc:
         return exc.key, exc.problem
-    if inst.webhooks.enabled:
-        return (
-            "webhooks.enabled",
-            "CMO sends no webhooks: set webhooks.enabled: false (changes come from the watch "
-            "over tracked actions, polling.enabled: true)",
-        )
     unknown = [r for r in inst.polling.resources if r != RESOURCE]
     if unknown:
         return "polling.resources", f"unknown CMO resources {unknown}; known: [{RESOURCE!r}]"
     if inst.polling.enabled or inst.commands.enabled:
         return check_credentials(inst)
+    return None
+
+
+async def startup_check(client: VendorClient, inst: InstanceConfig) -> str | None:
+    """A client certificate or key that cannot be loaded (a wrong key password) stops the
+    process at start, naming the files, rather than failing every call."""
+    tls = client.auth.tls
+    if tls is None:
+        return None
+    try:
+        tls.context()
+    except AuthFailed as exc:
+        return f"{exc} (tls.cert_file, tls.key_file, tls.key_password_file of this instance)"
     return None
 
 
@@ -52,4 +63,5 @@ SPEC = VendorSpec(
     user_agent=lambda inst: f"workbridge/0.1 (cmo; {inst.instance_name})",
     tracking=True,
     dev=start_dev,
+    startup_check=startup_check,
 )

@@ -32,7 +32,6 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import logging
-import uuid
 from collections.abc import Callable, Mapping
 from typing import Annotated, Any
 from zoneinfo import ZoneInfo
@@ -42,10 +41,12 @@ from msgspec import UNSET, UnsetType
 
 from adapters.cmo.due_dates import (
     InvalidTimeZone,
+    as_sent,
     company_zone,
     end_of_day,
     format_due_date,
     in_last_second,
+    parse_timestamp,
 )
 from adapters.cmo.undocumented import ACTION_PATH, ACTIONS_PATH, ActionId, CmoOptions
 from adapters.core.rest_command import PathFieldInvalid, rest_command
@@ -65,7 +66,7 @@ Name = Annotated[str, msgspec.Meta(min_length=1)]
 IntId = Annotated[int, msgspec.Meta(ge=1)]
 # CMO's uuid ids (entities, priorities: `0656ef56-f3e2-418b-9f47-1de3c889dd6f`), sent in
 # their canonical lower-case form.
-UuidId = uuid.UUID
+UuidId = Annotated[str, msgspec.Meta(min_length=1, max_length=100)]
 # A number is sent as given, 15 as 15 and not 15.0: CMO's GET shows `"hoursTaken": 15` beside
 # `"actionValue": 25.0`, so some of its fields are integers, which a .NET JSON reader may refuse
 # to fill from 15.0.
@@ -75,12 +76,12 @@ Percent = Annotated[int, msgspec.Meta(ge=0, le=100)]
 # -1 with -1: "no risk" (the document's first way; the other is a null risk).
 RiskCode = Annotated[int, msgspec.Meta(ge=-1)]
 UtcTimestamp = Annotated[
-    dt.datetime,
+    str,
     msgspec.Meta(
-        tz=True,
-        description="ISO 8601 with offset, sent in UTC as CMO writes it "
-        "(2021-07-22T18:29:59.997Z); CMO takes it as the due day's end in the company's "
-        "time zone: anywhere in that day's last second",
+        pattern=r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|z|[+-]\d{2}:\d{2})$",
+        description="ISO 8601 with offset (2021-07-22T18:29:59.997Z): sent as given when in "
+        "UTC, else converted to UTC; CMO takes it as the due day's end in the company's time "
+        "zone: anywhere in that day's last second",
     ),
 ]
 DueDay = Annotated[
@@ -194,6 +195,8 @@ class _ActionFields(_Struct, kw_only=True, rename="camel"):
                     f"{' and '.join(given)} are alternatives: give at most one of "
                     f"{', '.join(_camel(n) for n in group)}"
                 )
+        if self.due_date is not UNSET:
+            parse_timestamp(self.due_date)  # a ValueError names the problem
         if self.due_date is not UNSET and self.due_on is not UNSET:
             raise ValueError(
                 "dueDate and dueOn are alternatives: give dueDate (a UTC timestamp) or dueOn "
@@ -268,7 +271,11 @@ def created_id(body: Any) -> Any:
     Anything else (not documented) is kept beside a null id, so nothing CMO said is lost.
     """
     if isinstance(body, str) and body.strip():
-        return {"id": body.strip()}
+        return {"id": body.strip().strip('"')}
+    if isinstance(body, dict):
+        for key in ("id", "Id", "ID", "actionId"):
+            if isinstance(body.get(key), str | int) and str(body[key]):
+                return {"id": str(body[key]), "answer": body}
     return {"id": None, "answer": body}
 
 
@@ -283,7 +290,7 @@ def _normalised(plain: Callable[[msgspec.Struct], PreparedCall]) -> Any:
         assert isinstance(call.json, dict)
         body = {k: v for k, v in call.json.items() if k != "dueOn"}
         if data.due_date is not UNSET:
-            body["dueDate"] = format_due_date(data.due_date)
+            body["dueDate"] = as_sent(data.due_date)
         return msgspec.structs.replace(call, json=body)
 
     return build
@@ -372,12 +379,12 @@ def _dated(build: Callable[[msgspec.Struct], PreparedCall], zone: _Zone) -> Any:
         if data.due_on is not UNSET:
             if zone.zone is None:
                 raise DueDateUnresolvable(f"{zone.problem}; {NO_ZONE}" if zone.problem else NO_ZONE)
-            due = end_of_day(data.due_on, zone.zone)
+            due = format_due_date(end_of_day(data.due_on, zone.zone))
             data = msgspec.structs.replace(data, due_on=UNSET, due_date=due)
         elif (
             data.due_date is not UNSET
             and zone.zone is not None
-            and not in_last_second(data.due_date, zone.zone)
+            and not in_last_second(parse_timestamp(data.due_date), zone.zone)
         ):
             # A warning, not a rejection: the document asks for the last second, but what
             # CMO does with another instant is not known, and the sender may mean it.
@@ -385,7 +392,7 @@ def _dated(build: Callable[[msgspec.Struct], PreparedCall], zone: _Zone) -> Any:
                 "CMO dueDate %s is not in the last second of a day in %s (the company's "
                 "time zone): CMO may show another due day than meant; send dueOn to have "
                 "it computed",
-                format_due_date(data.due_date),
+                data.due_date,
                 zone.name,
             )
         return build(data)

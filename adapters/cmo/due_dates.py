@@ -15,6 +15,7 @@ stores without rounding up into the next day.
 from __future__ import annotations
 
 import datetime as dt
+import re
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 UTC = dt.UTC
@@ -106,3 +107,31 @@ def in_last_second(instant: dt.datetime, zone: ZoneInfo) -> bool:
 
 def _local_date(instant: dt.datetime, zone: ZoneInfo) -> dt.date:
     return instant.astimezone(zone).date()
+
+
+_TIMESTAMP = re.compile(r"^(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2})(\.\d+)?(Z|z|[+-]\d{2}:\d{2})$")
+
+
+def parse_timestamp(text: str) -> dt.datetime:
+    """An ISO 8601 timestamp with `Z` or an offset, any number of fraction digits (.NET
+    writes seven): cut, never rounded, to microseconds. Raises ValueError otherwise."""
+    match = _TIMESTAMP.match(text.strip())
+    if match is None:
+        raise ValueError(
+            f"{text!r} is not an ISO 8601 timestamp with a UTC offset "
+            "(e.g. 2021-07-22T18:29:59.997Z)"
+        )
+    whole, fraction, offset = match.groups()
+    micro = (fraction or ".0")[1:7].ljust(6, "0")
+    offset = "+00:00" if offset in ("Z", "z") else offset
+    return dt.datetime.fromisoformat(f"{whole}.{micro}{offset}")
+
+
+def as_sent(text: str) -> str:
+    """A given `dueDate` as it goes to CMO: as given when it is in UTC (`Z`, `+00:00`),
+    else in UTC with milliseconds (cut, so the due day never moves)."""
+    stripped = text.strip()
+    instant = parse_timestamp(stripped)
+    if instant.utcoffset() == dt.timedelta(0):
+        return stripped
+    return format_due_date(instant)

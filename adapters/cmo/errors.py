@@ -21,7 +21,8 @@ from adapters.core.errors import Action, Answer, ErrorTable, Rule, json_body
 FORBIDDEN = (
     "forbidden: the CMO user lacks the role permission for this call (Admin > Roles > Action "
     "Permissions: 'Allow Create via API' for a create, 'Allow Edit via API' for an update, "
-    "'Allow Delete via API' for a delete; a read needs the user's access to the action)"
+    "'Allow Delete via API' for a delete; the document names 'Allow Edit via API' for a "
+    "read too)"
 )
 
 
@@ -99,8 +100,10 @@ ERRORS = ErrorTable(
             "not found at CMO: no action with this id (deleted in the meantime?), or base_url "
             "is not the cmo-base-url",
         ),
+        # The document does not say that a 503 means nothing was done: like every 5xx it may
+        # come after CMO acted, so a create is `ambiguous`, never repeated.
+        503: Rule(Action.RETRY, "CMO unavailable", may_have_acted=True),
     },
-    # Everything else is the default table: other 4xx fail at once, 408/429/5xx are retried
-    # (a 5xx other than 503 may have acted: a create is then `ambiguous`, not repeated).
+    # Everything else is the default table: other 4xx fail at once, 408/429/5xx are retried.
     describe=error_message,
 )

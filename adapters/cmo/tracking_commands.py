@@ -4,7 +4,9 @@ CMO cannot be listed, so the watch (resources.py) reads the actions Workbridge k
 create's new id joins it; `workbridge.cmo.action.track` adds an existing action (read once,
 so an id CMO does not have fails instead of being watched for nothing), and `.untrack` drops
 one (no call to CMO). An update or delete names itself as the cause of the change the watch
-reads next (`causedby`, for consumers that skip their own echoes).
+reads next (`causedby`, for consumers that skip their own echoes): announced, unsettled,
+with the command's in-flight mark (before the request leaves, so no read can see the change
+before its cause), and settled with its result.
 """
 
 from __future__ import annotations
@@ -51,10 +53,10 @@ def _created(data: msgspec.Struct, result: CommandResult, command_id: str) -> Tr
 
 
 def _changed(data: msgspec.Struct, result: CommandResult, command_id: str) -> TrackChange | None:
+    # Settled whatever the outcome: a read that shows no change (a refused update) uses the
+    # echo up. `tracked=None`: an update neither starts nor stops a watch.
     rid = _id_of(data)
-    if result.status != "succeeded" or rid is None:
-        return None
-    return TrackChange(id=rid, caused_by=command_id)
+    return None if rid is None else TrackChange(id=rid, tracked=None, caused_by=command_id)
 
 
 def _tracked(data: msgspec.Struct, result: CommandResult, command_id: str) -> TrackChange | None:
@@ -108,10 +110,16 @@ HOOKS = {
 }
 
 
+# Commands whose change of a watched action is announced before the call leaves (echo).
+ECHOED = frozenset({f"{PREFIX}.update", f"{PREFIX}.delete"})
+
+
 def with_tracking(catalogue: Mapping[str, CommandSpec]) -> dict[str, CommandSpec]:
     """The vendor catalogue with its tracking hooks, plus track and untrack."""
     hooked = {
-        t: dataclasses.replace(spec, track=HOOKS[t]) if t in HOOKS else spec
+        t: dataclasses.replace(spec, track=HOOKS[t], echo=_id_of if t in ECHOED else spec.echo)
+        if t in HOOKS
+        else spec
         for t, spec in catalogue.items()
     }
     return {**hooked, TRACK.type: TRACK, UNTRACK.type: UNTRACK}

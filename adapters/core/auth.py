@@ -119,10 +119,12 @@ class Grant(msgspec.Struct, frozen=True):
 
 
 class Token(msgspec.Struct, frozen=True):
-    """A credential from a token exchange and when it stops being valid (monotonic clock)."""
+    """A credential from a token exchange, when it stops being valid and when it is renewed
+    (monotonic clock)."""
 
     value: str
     expires_at: float | None = None
+    renew_at: float | None = None
 
 
 @dataclass(frozen=True)
@@ -140,7 +142,9 @@ class TokenAuth(Auth):
     """A token exchange: fetched when first needed, refreshed before it expires and on a 401.
 
     Concurrent callers share one fetch. The token's lifetime is read from the answer by
-    `read` (e.g. a JWT's `exp`), else `default_ttl_s`; it is renewed `refresh_before_s` early.
+    `read` (e.g. a JWT's `exp`), else `default_ttl_s`; it is renewed `refresh_before_s` early,
+    or halfway through a shorter life. A lifetime that is over already by our clock (a skewed
+    clock, a stale `exp`) counts as unknown: the token is used until the vendor says 401.
     """
 
     def __init__(
@@ -169,16 +173,17 @@ class TokenAuth(Auth):
     def _fresh(self, token: Token | None) -> bool:
         if token is None:
             return False
-        return token.expires_at is None or self._clock() < token.expires_at - self._refresh_before_s
+        return token.renew_at is None or self._clock() < token.renew_at
 
     async def headers(self, send: RawSend) -> dict[str, str]:
         """Static headers plus the current token, fetching a new one if it is (nearly) due."""
         token = self._token
         if not self._fresh(token):
             async with self._lock:
+                # Fetched by another caller while this one waited: that one is the renewal.
+                if self._token is token or not self._fresh(self._token):
+                    self._token = await self._fetch(send)
                 token = self._token
-                if not self._fresh(token):
-                    token = self._token = await self._fetch(send)
         assert token is not None
         return {**self._headers, **self._header(token.value)}
 
@@ -226,8 +231,14 @@ class TokenAuth(Auth):
                 f"readable token ({type(exc).__name__})",
                 permanent=True,
             ) from None
-        ttl = grant.ttl_s if grant.ttl_s is not None else self._default_ttl_s
-        return Token(grant.value, None if ttl is None else self._clock() + ttl)
+        ttl = grant.ttl_s
+        if ttl is None or ttl <= 0:
+            ttl = self._default_ttl_s
+        if ttl is None:
+            return Token(grant.value)
+        now = self._clock()
+        early = min(self._refresh_before_s, ttl / 2)
+        return Token(grant.value, now + ttl, now + ttl - early)
 
 
 def jwt_seconds_left(token: str, now_epoch: float | None = None) -> float | None:
@@ -241,16 +252,27 @@ def jwt_seconds_left(token: str, now_epoch: float | None = None) -> float | None
     except (binascii.Error, msgspec.DecodeError, ValueError):
         return None
     exp = claims.get("exp") if isinstance(claims, dict) else None
+    if isinstance(exp, str):
+        try:
+            exp = float(exp)  # some issuers write it as a numeric string
+        except ValueError:
+            return None
     if not isinstance(exp, int | float) or isinstance(exp, bool):
         return None
     return float(exp) - (time.time() if now_epoch is None else now_epoch)
 
 
 def jwt_in_json_string(answer: TokenAnswer) -> Grant:
-    """A body that is the token as a JSON string (CMO's `/api/token`); lifetime from `exp`."""
-    value = msgspec.json.decode(answer.body)
-    if not isinstance(value, str):
+    """A body that is the token as a JSON string (CMO's `/api/token`); lifetime from `exp`.
+    A body that is the bare token (not JSON-quoted) is taken too."""
+    try:
+        value = msgspec.json.decode(answer.body)
+    except msgspec.DecodeError:
+        text = answer.body.decode("utf-8", "replace").strip().lstrip("\ufeff")
+        value = text.strip('"') if text and not text.startswith(("{", "[")) else None
+    if not isinstance(value, str) or not value.strip():
         raise ValueError("the token answer is not a JSON string")
+    value = value.strip()
     return Grant(value, jwt_seconds_left(value))
 
 

@@ -423,7 +423,7 @@ class CommandWorker:
         dlq: str | None
         try:
             before_send, after_attempt = work.writer.hooks(
-                command, checked.digest, replay=verdict.replay
+                command, checked.digest, replay=verdict.replay, echo=self._echo(checked, command)
             )
             result = await self.executor.run(
                 command,
@@ -444,6 +444,19 @@ class CommandWorker:
         work.marks.pop(key, None)
         tracking = self._tracking(checked, result, command)
         return finished(command, checked.digest, result, dlq_error=dlq, tracking=tracking)
+
+    def _echo(self, checked: Checked, command: Command) -> TrackChange | None:
+        """The unsettled cause of the change the command is about to make (tracking.py)."""
+        if checked.spec.echo is None:
+            return None
+        try:
+            rid = checked.spec.echo(checked.data)
+        except Exception:
+            log.exception("commands %s: echo of %s failed", self.inst.name, command.command_id)
+            return None
+        if rid is None:
+            return None
+        return TrackChange(id=rid, tracked=None, caused_by=command.command_id, settled=False)
 
     def _tracking(
         self, checked: Checked, result: CommandResult, command: Command

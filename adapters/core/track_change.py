@@ -11,10 +11,14 @@ class TrackChange(msgspec.Struct, frozen=True, kw_only=True):
     """One command's word on one watched id."""
 
     id: str
-    # False: the watch drops the id (an untrack command).
-    tracked: bool = True
+    # True: the watch follows the id (a create, a track command); False: it drops it (an
+    # untrack command); None: as it is (an update's echo does not start or stop a watch).
+    tracked: bool | None = True
     # The command whose change the watch's next read of the id will see (its echo).
     caused_by: str | None = None
+    # False while the command's call may still be on its way (written with its in-flight
+    # mark): a read that shows no change yet does not use the echo up.
+    settled: bool = True
     v: int = TRACKING_VERSION
 
 

@@ -176,6 +176,9 @@ class CommandSpec:
     # No vendor call at all (CMO's track/untrack): the result is `succeeded` at once, with
     # `answer(data)` as its response when given.
     local: bool = False
+    # The id of the watched record the command changes (its echo is announced with the
+    # in-flight mark, before the request leaves: tracking.py).
+    echo: Callable[[msgspec.Struct], str | None] | None = None
 
 
 def static_auth(headers: Callable[[InstanceConfig], dict[str, str]]) -> Callable[[Any], Auth]:

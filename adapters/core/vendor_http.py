@@ -175,6 +175,9 @@ class VendorClient:
         renewed = False
         while True:
             try:
+                # The session first: a client certificate that cannot be loaded (a wrong key
+                # password) stops the call before anything is marked as sent.
+                self._http()
                 credentials = await self.auth.headers(self._send_unauthenticated)
             except AuthFailed as exc:
                 raise CredentialsUnavailable(str(exc), permanent=exc.permanent) from None

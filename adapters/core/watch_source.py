@@ -12,6 +12,7 @@ event names in its `causedby` extension.
 from __future__ import annotations
 
 import hashlib
+import logging
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -101,6 +102,8 @@ def content_digest(record: Any, ignore: tuple[str, ...] = ()) -> str:
     return hashlib.sha256(canonical).hexdigest()[:32]
 
 
+log = logging.getLogger(__name__)
+
 # How many deleted ids a watch remembers (see WatchState.gone).
 GONE_KEPT = 1000
 
@@ -144,13 +147,13 @@ class WatchTrackedIds:
                 tracked.setdefault(rid, None)
         feed = ctx.tracking if self.feed and ctx.tracking is not None else {}
         for rid, change in feed.items():
-            if not change.tracked:
+            if change.tracked is False:
                 tracked.pop(rid, None)
                 facts.pop(rid, None)
                 echoed.pop(rid, None)
                 if rid in gone:
                     gone.remove(rid)  # told: it no longer needs remembering
-            elif rid not in gone:
+            elif change.tracked is True and rid not in gone:
                 tracked.setdefault(rid, None)
         order = sorted(tracked)
         if not order:
@@ -168,14 +171,25 @@ class WatchTrackedIds:
         start = state.cursor % len(order)
         todo = (order[start:] + order[:start])[:per_cycle]
         events: list[EventDraft] = []
+        failed: list[PollError] = []
         for done, rid in enumerate(todo, start=1):
             told = feed.get(rid)
             # The command whose change this read may show, once per command.
             cause = told.caused_by if told is not None else None
             fresh_cause = cause if cause is not None and echoed.get(rid) != cause else None
-            read = await self._read(ctx, rid, tracked.get(rid), facts.get(rid), fresh_cause)
-            if fresh_cause is not None:
-                echoed[rid] = fresh_cause
+            try:
+                read = await self._read(ctx, rid, tracked.get(rid), facts.get(rid), fresh_cause)
+            except PollError as exc:
+                # One record the vendor will not show (a 403, a 500) must not hold back the
+                # others: it is read again next round.
+                log.warning("watch %s/%s: %s (read again next round)", ctx.instance, rid, exc)
+                failed.append(exc)
+                read = None
+            else:
+                # A read that shows no change yet uses the echo up only once the command is
+                # settled (its call may still be on its way).
+                if fresh_cause is not None and (read is not None or told is None or told.settled):
+                    echoed[rid] = fresh_cause
             if read is not None:
                 drafts, digest, kept = read
                 events.extend(drafts)
@@ -197,6 +211,8 @@ class WatchTrackedIds:
                 gone=list(gone),
             )
             last = done == len(todo)
+            if last and failed and len(failed) == len(todo):
+                raise failed[0]  # nothing could be read: the cycle failed (and is retried)
             # An unchanged state needs no transaction: a quiet watch writes nothing.
             if len(events) >= ctx.settings.max_batch or (last and (events or now != state)):
                 yield Step(events, [], now)

@@ -200,10 +200,10 @@ def judge(
             response=bounded(resp) if spec.answer is None else spec.answer(bounded(resp)),
             accepted_async=True if resp.status == 202 else None,
         )
-    if replay and spec.kind == "delete" and status_code == 404:
-        return CommandResult(
-            status="succeeded", **common, reason="already deleted (replayed after a restart)"
-        )
+    if spec.kind == "delete" and status_code == 404 and (replay or outcome.may_have_acted):
+        # The first attempt (here, or before a restart) may have deleted it: the 404 is ours.
+        why = "replayed after a restart" if replay else "an earlier attempt's answer was lost"
+        return CommandResult(status="succeeded", **common, reason=f"already deleted ({why})")
     error = bounded(resp) if resp is not None else outcome.error
     unsafe = not spec.repeat_safe and not reading
     # A call stopped for its subject's order after a lost or retried answer may have acted

@@ -26,7 +26,7 @@ from adapters.core.group_commit import CommitterClosed, Record
 from adapters.core.instance import SCHEMA_BASE, Instance
 from adapters.core.ledger import LedgerEntry, answered_record, encode_entry, key_record
 from adapters.core.metrics import Metrics
-from adapters.core.track_change import tracking_record
+from adapters.core.track_change import TrackChange, tracking_record
 
 
 class Committer(Protocol):
@@ -65,9 +65,10 @@ class TxnWriter:
         return self.committer
 
     def hooks(
-        self, command: Command, digest: str, *, replay: bool
+        self, command: Command, digest: str, *, replay: bool, echo: TrackChange | None = None
     ) -> tuple[Callable[[], Awaitable[None]], Callable[[bool], None]]:
-        """`before_send` and `after_attempt` for the command's vendor call."""
+        """`before_send` and `after_attempt` for the command's vendor call. `echo` is written
+        with the in-flight mark: the watch knows the change's cause before it can see it."""
         key = command.idem_key
         if replay:
             # In flight when its last owner stopped: the vendor may have acted, until a
@@ -78,7 +79,7 @@ class TxnWriter:
             # Once per command, right before the first request leaves: from here on a
             # crash means the vendor may have acted.
             if key not in self.marks and not replay:
-                await self.mark_inflight(command, digest)
+                await self.mark_inflight(command, digest, echo=echo)
             self.marks[key] = True
 
         def after_attempt(acted: bool) -> None:
@@ -87,16 +88,22 @@ class TxnWriter:
 
         return before_send, after_attempt
 
-    async def mark_inflight(self, command: Command, digest: str) -> None:
+    async def mark_inflight(
+        self, command: Command, digest: str, *, echo: TrackChange | None = None
+    ) -> None:
         """Commit the key's `inflight` entry (Kafka errors are retried by the committer)."""
         record_key = key_record(command.idem_key).encode()
         ledger, partition = self.inst.topics.ledger, self.partition
         value = encode_entry(inflight(command, digest))
+        extra: list[Record] = []
+        if echo is not None:
+            echo_key, echo_value = tracking_record(echo)
+            extra.append((self.inst.topics.tracked, echo_key, echo_value, [], None))
         # Given up on (a hand-back cancels us), it must not stay: the next owner would take
         # it for a call that may have reached the vendor. Its undo is a tombstone: no entry
         # existed for the key, and none can be written for it while the partition closes.
         await self.commits.write(
-            [(ledger, record_key, value, [], partition)],
+            [(ledger, record_key, value, [], partition), *extra],
             undo=[(ledger, record_key, None, [], partition)],
         )
         self.marks[command.idem_key] = False

@@ -219,7 +219,7 @@ def test_null_is_sent_as_null() -> None:
         (CREATE, {"actionText": "A", "progress": 101}, "$.progress"),
         (CREATE, {"actionText": "A", "hoursTaken": -1}, "$.hoursTaken"),
         (CREATE, {"actionText": "A", "orgUnitId": "12480"}, "$.orgUnitId"),
-        (CREATE, {"actionText": "A", "entityId": "head office"}, "$.entityId"),
+        (CREATE, {"actionText": "A", "entityId": ""}, "$.entityId"),
         (CREATE, {"actionText": "A", "orgUnitName": None}, "$.orgUnitName"),
         (
             CREATE,
@@ -267,9 +267,9 @@ def test_one_of_a_group_is_sent_two_are_refused(
 def test_the_documents_id_example() -> None:
     call = build(CREATE, {"actionText": "A", "orgUnitId": 12480, "entityId": ENTITY_ID})
     assert call.json == {"actionText": "A", "orgUnitId": 12480, "entityId": ENTITY_ID}
-    # A uuid is sent in its canonical form.
+    # An id is sent as given (the document shows uuids; CMO compares them, not Workbridge).
     upper = build(CREATE, {"actionText": "A", "entityId": ENTITY_ID.upper()})
-    assert upper.json == {"actionText": "A", "entityId": ENTITY_ID}
+    assert upper.json == {"actionText": "A", "entityId": ENTITY_ID.upper()}
 
 
 def test_all_three_responsible_user_fields_are_refused() -> None:
@@ -342,8 +342,11 @@ def test_due_date_is_sent_in_utc_with_milliseconds(zone: str | None) -> None:
     for given, sent in (
         ("2021-07-22T18:29:59.997Z", "2021-07-22T18:29:59.997Z"),
         ("2021-07-22T23:59:59.997+05:30", "2021-07-22T18:29:59.997Z"),
-        ("2021-07-22T18:29:59Z", "2021-07-22T18:29:59.000Z"),
-        ("2021-07-22T18:29:59.9999Z", "2021-07-22T18:29:59.999Z"),
+        # In UTC: sent as given (the "dueDate as given").
+        ("2021-07-22T18:29:59Z", "2021-07-22T18:29:59Z"),
+        ("2021-07-22T18:29:59.9999999Z", "2021-07-22T18:29:59.9999999Z"),
+        # Another offset: converted, seven .NET digits cut (never rounded into the next day).
+        ("2021-07-22T23:59:59.9999999+05:30", "2021-07-22T18:29:59.999Z"),
     ):
         assert build(CREATE, {"actionText": "A", "dueDate": given}, zone=zone).json == {
             "actionText": "A",
@@ -358,7 +361,7 @@ def test_a_due_date_off_the_last_second_is_sent_with_a_warning(
         build(CREATE, {"actionText": "A", "dueDate": "2021-07-22T18:29:59.997Z"}, "Asia/Kolkata")
         assert not caplog.records
         call = build(CREATE, {"actionText": "A", "dueDate": "2021-07-22T12:00:00Z"}, "Asia/Kolkata")
-    assert call.json == {"actionText": "A", "dueDate": "2021-07-22T12:00:00.000Z"}
+    assert call.json == {"actionText": "A", "dueDate": "2021-07-22T12:00:00Z"}
     assert len(caplog.records) == 1
     assert "not in the last second of a day in Asia/Kolkata" in caplog.records[0].getMessage()
 

@@ -45,7 +45,7 @@ def answer(status: int, body: Any = None) -> VendorResponse:
         (429, None, Action.RETRY, False),
         (500, {"Message": "An error has occurred."}, Action.RETRY, True),
         (502, None, Action.RETRY, True),
-        (503, None, Action.RETRY, False),  # not handled: a create may be sent again
+        (503, None, Action.RETRY, True),  # the document does not say it was not handled
         (504, None, Action.RETRY, True),
     ],
 )
@@ -168,8 +168,10 @@ async def test_a_403_fails_at_once() -> None:
     assert "Allow Edit via API" in got.error
 
 
-async def test_a_503_is_retried_also_for_a_create() -> None:
+async def test_a_503_is_not_repeated_for_a_create_but_for_an_update() -> None:
     got, sent = await outcome(False, (503, None), (200, "new-id"))
+    assert (got.action, got.may_have_acted, sent) == (Action.RETRY, True, 1)
+    got, sent = await outcome(True, (503, None), (200, None))
     assert (got.action, sent) == (Action.SUCCESS, 2)
 
 

@@ -35,7 +35,7 @@ from adapters.core.errors import Action, ErrorTable
 from adapters.core.ratelimit import Unlimited
 from adapters.core.secret import Secret
 from adapters.core.vendor_call import RetryPolicy, call_with_retry
-from adapters.core.vendor_http import CredentialsUnavailable, VendorClient
+from adapters.core.vendor_http import CredentialsUnavailable, VendorClient, VendorResponse
 from adapters.localkafka.certs import ensure_tls_files
 
 LOGIN = "api-user"
@@ -144,15 +144,46 @@ async def test_the_token_is_fetched_once_and_sent_as_bearer(
 
 async def test_a_token_is_renewed_before_it_expires(vendor: tuple[FakeTokenVendor, str]) -> None:
     fake, base = vendor
-    fake.lifetime_s = 61.0  # `exp` in a minute: within the 60 s renewal margin at once
-    api = client(base, cmo_auth(refresh_before_s=60.5))
+    # A one-second token: renewed halfway through its life (the 60 s margin is longer).
+    fake.lifetime_s = 1.0
+    api = client(base, cmo_auth(refresh_before_s=60.0))
     try:
         await api.request("GET", "/api/actions/1")
-        await asyncio.sleep(0.6)
         await api.request("GET", "/api/actions/1")
+        assert len(fake.issued) == 1  # still in its first half
+        await asyncio.sleep(0.6)
+        answer = await api.request("GET", "/api/actions/1")
     finally:
         await api.close()
-    assert len(fake.issued) == 2
+    assert len(fake.issued) == 2 and answer.status == 200
+    assert None not in fake.calls  # never sent without one, never refused
+
+
+@pytest.mark.parametrize("lifetime_s", [5.0, 30.0, 59.0, -3600.0])
+async def test_short_or_stale_tokens_are_shared_by_concurrent_calls(
+    vendor: tuple[FakeTokenVendor, str], lifetime_s: float
+) -> None:
+    # Shorter than the margin, or (by our clock) over already: one fetch for all the calls,
+    # and a stale `exp` is used until the vendor refuses it.
+    fake, base = vendor
+    fake.lifetime_s = lifetime_s
+    auth = cmo_auth()
+    api = client(base, auth)
+    try:
+        answers = await asyncio.gather(*(api.request("GET", "/api/actions/1") for _ in range(10)))
+    finally:
+        await api.close()
+    assert [a.status for a in answers] == [200] * 10
+    assert auth.fetches == 1
+
+
+def test_a_bare_unquoted_token_and_a_numeric_string_exp_are_read() -> None:
+    token = jwt(time.time() + 100, 0)
+    answer = VendorResponse(200, {"content-type": "text/plain"}, f" {token}\n".encode())
+    grant = jwt_in_json_string(answer)
+    assert grant.value == token and grant.ttl_s is not None and 95 < grant.ttl_s <= 100
+    payload = base64.urlsafe_b64encode(b'{"exp": "2000000000"}').rstrip(b"=").decode()
+    assert jwt_seconds_left(f"h.{payload}.s", now_epoch=1999999990) == pytest.approx(10)
 
 
 async def test_a_401_renews_the_token_and_repeats_a_create_once(

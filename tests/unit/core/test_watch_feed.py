@@ -9,6 +9,7 @@ import msgspec
 
 from adapters.core.track_change import TrackChange, decode_change, tracking_record
 from adapters.core.vendor import EventDraft
+from adapters.core.vendor_http import VendorResponse
 from adapters.core.watch_source import (
     GONE_KEPT,
     OptionIds,
@@ -120,3 +121,45 @@ async def test_what_is_remembered_reaches_the_next_reads_mapper() -> None:
     assert [w.before for w in seen] == [None, {"status": "1"}]
     assert run.state.facts == {ACTION_ID: {"status": "2"}}
     assert caused_by(seen[0]) == {}
+
+
+async def test_an_echo_neither_starts_nor_stops_a_watch() -> None:
+    cmo = Actions(ACTION)
+    run = Runner(fed(), cmo, resource="actions")
+    told(run, TrackChange(id=ACTION_ID, tracked=None, caused_by="update-1"))
+    assert (await run.cycle()).events == [] and cmo.sent == []  # not watched: not read
+    told(run, TrackChange(id=ACTION_ID))
+    await run.cycle()
+    told(run, TrackChange(id=ACTION_ID, tracked=None, caused_by="update-2"))
+    cmo.actions[ACTION_ID]["progress"] = 7
+    [echo] = (await run.cycle()).events
+    assert echo.extensions == {"causedby": "update-2"}  # still watched, echo named
+
+
+async def test_an_unsettled_cause_waits_for_the_change_it_announces() -> None:
+    cmo = Actions(ACTION)
+    run = Runner(fed(), cmo, resource="actions")
+    told(run, TrackChange(id=ACTION_ID))
+    await run.cycle()
+    # Announced with the in-flight mark; the request has not reached CMO yet.
+    told(run, TrackChange(id=ACTION_ID, tracked=None, caused_by="u-3", settled=False))
+    assert (await run.cycle()).events == []
+    cmo.actions[ACTION_ID]["progress"] = 3  # now it has
+    [echo] = (await run.cycle()).events
+    assert echo.extensions == {"causedby": "u-3"}
+
+
+async def test_one_action_that_cannot_be_read_does_not_hold_back_the_others() -> None:
+    class Refusing(Actions):
+        async def __call__(self, request: Any) -> Any:
+            if request.url.endswith(OTHER_ID):
+                self.sent.append(request.url)
+                return VendorResponse(403, {}, b"")
+            return await super().__call__(request)
+
+    cmo = Refusing(ACTION, {**ACTION, "id": OTHER_ID})
+    run = Runner(fed(), cmo, resource="actions")
+    told(run, TrackChange(id=OTHER_ID), TrackChange(id=ACTION_ID))
+    [event] = (await run.cycle()).events
+    assert event.subject == f"action/{ACTION_ID}"
+    assert OTHER_ID in run.state.tracked  # kept, read again next round
