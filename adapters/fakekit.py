@@ -6,7 +6,8 @@ fault-injection queues, and webhook delivery as background tasks with retries an
 (`wait_deliveries_idle`, `resend_last`). A fake subclass supplies only its vendor's behaviour:
 the aiohttp application (`_build_app`), the webhook messages, and the per-attempt hooks of the
 delivery loop (`_may_attempt`, `_attempt_request`, `_after_attempt`) where signing and give-up
-rules differ.
+rules differ, and where needed `_webhook_session` (the source address an attempt goes out from)
+and `_retry_delay` (a schedule of the vendor's own).
 
 The small helpers (`json_response`, `read_json_object`, `retry_after_headers`,
 `retry_delay`, `post_webhook`) hold nothing vendor-specific either.
@@ -290,15 +291,32 @@ class FakeServer(Generic[MessageT]):
         """Log one attempt; return True when delivery of `message` is over (no retry)."""
         raise NotImplementedError
 
+    def _webhook_session(self, message: MessageT, attempt: int) -> aiohttp.ClientSession:
+        """The client session attempt number `attempt` of `message` goes out on.
+
+        The fake's one session by default; a vendor that delivers from given source addresses
+        (CLOUDWORK|PRO's two IPs) answers a session bound to one of them.
+        """
+        session = self._session
+        if session is None:
+            raise RuntimeError(f"{self._server_name} is not started")
+        return session
+
+    def _retry_delay(self, message: MessageT, attempt: int) -> float:
+        """Seconds to wait after failed attempt number `attempt` of `message`.
+
+        `retry_delay` on the behaviour's policy by default (exponential, capped); a vendor
+        with its own schedule (CLOUDWORK|PRO: n x 10 minutes) overrides it.
+        """
+        return retry_delay(self._retry_policy(), attempt)
+
     async def _deliver(self, message: MessageT, redelivery: bool) -> None:
         policy = self._retry_policy()
         attempt = 0
         while self._may_attempt(message, attempt + 1):
             attempt += 1
             url, body, headers = self._attempt_request(message, attempt)
-            session = self._session
-            if session is None:
-                raise RuntimeError(f"{self._server_name} is not started")
+            session = self._webhook_session(message, attempt)
             status, error = await post_webhook(
                 session,
                 url,
@@ -317,4 +335,4 @@ class FakeServer(Generic[MessageT]):
             )
             if self._after_attempt(message, outcome):
                 return
-            await asyncio.sleep(retry_delay(policy, attempt))
+            await asyncio.sleep(self._retry_delay(message, attempt))

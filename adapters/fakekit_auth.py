@@ -22,18 +22,23 @@ def _b64(data: bytes) -> str:
 
 
 class FakeTokenIssuer:
-    """Issues HS256 JWTs (`exp` claim included unless `with_exp` is off) and checks them."""
+    """Issues HS256 JWTs (`exp` claim included unless `with_exp` is off), or with `opaque` random
+    strings, and checks them."""
 
     def __init__(
         self,
         *,
         lifetime_s: float = 1200.0,
         with_exp: bool = True,
+        opaque: bool = False,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.lifetime_s = lifetime_s
         # Some vendors' tokens are opaque to the client: it must then assume a lifetime.
         self.with_exp = with_exp
+        # Not a JWT at all: a random string the client cannot read anything from. The
+        # issuer still knows its expiry.
+        self.opaque = opaque
         self._clock = clock
         self._key = secrets.token_bytes(32)
         self._expiry: dict[str, float] = {}
@@ -43,6 +48,12 @@ class FakeTokenIssuer:
     def issue(self, subject: str) -> str:
         """A new token for `subject`, valid for `lifetime_s` from now."""
         expires = self._clock() + self.lifetime_s
+        if self.opaque:
+            token = secrets.token_urlsafe(32)
+            self._expiry[token] = expires
+            self._subjects[token] = subject
+            self.issued.append(token)
+            return token
         claims: dict[str, object] = {"sub": subject, "n": len(self.issued)}
         if self.with_exp:
             claims["exp"] = round(expires, 3)

@@ -9,9 +9,12 @@ also writes the Helm chart's vendor-dependent schema and defaults).
 from __future__ import annotations
 
 from adapters.clickmaint import SPEC as CLICKMAINT
+from adapters.cloudworkpro import SPEC as CLOUDWORKPRO
 from adapters.cmo import SPEC as CMO
 from adapters.core.vendor import VendorSpec
 from adapters.mobilitywork import SPEC as MOBILITYWORK
 from adapters.moco import SPEC as MOCO
 
-VENDORS: dict[str, VendorSpec] = {spec.id: spec for spec in (MOCO, MOBILITYWORK, CLICKMAINT, CMO)}
+VENDORS: dict[str, VendorSpec] = {
+    spec.id: spec for spec in (MOCO, MOBILITYWORK, CLICKMAINT, CMO, CLOUDWORKPRO)
+}

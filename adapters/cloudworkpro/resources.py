@@ -196,3 +196,39 @@ def poll_spec(mapper: WebhookMapper) -> PollSpec:
         name="webhook_notifications", source=Recovery(mapper)
     )
     return PollSpec(resources=resources)
+
+
+# --- event data models (schemas/) -------------------------------------------------------------
+
+
+class WorkOrder(msgspec.Struct, kw_only=True):
+    """A work order as CLOUDWORK|PRO gives it (the fields the document shows; the rest are
+    kept as sent)."""
+
+    _id: str | None = None
+    status: str | None = None
+    work_type_ids: list[str] | None = None
+    # With options.expand_work_orders (`summary=full`).
+    work_types: list[dict[str, Any]] | None = None
+    created_date: str | None = None
+    updated_date: str | None = None
+
+
+class Site(msgspec.Struct, kw_only=True):
+    """A site as CLOUDWORK|PRO gives it (kept as sent)."""
+
+    _id: str | None = None
+    name: str | None = None
+    created_date: str | None = None
+    updated_date: str | None = None
+
+
+def event_models() -> dict[str, type[msgspec.Struct]]:
+    """The data models of the event types, for schemas/ (a webhook of another
+    `<THING>.<VERB>` is published too, with the record as delivered)."""
+    return {
+        f"workbridge.{VENDOR}.work_order.created": WorkOrder,
+        f"workbridge.{VENDOR}.work_order.updated": WorkOrder,
+        f"workbridge.{VENDOR}.site.created": Site,
+        f"workbridge.{VENDOR}.site.updated": Site,
+    }

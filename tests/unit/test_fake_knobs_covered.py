@@ -1,8 +1,8 @@
 """Every assumption knob a fake vendor has is flipped by at least one test.
 
 A fake's behaviour struct (`FakeMocoBehaviour`, `FakeMobilityWorkBehaviour`,
-`FakeClickMaintBehaviour`, `FakeCmoBehaviour`) holds every reading of what the vendor's
-document leaves open.
+`FakeClickMaintBehaviour`, `FakeCmoBehaviour`, `FakeCloudworkProBehaviour`) holds every reading
+of what the vendor's document leaves open.
 Workbridge must work under each reasonable reading, so each field must be set away from its
 default somewhere under tests/: a knob added without such a test fails here, by name.
 
@@ -22,6 +22,7 @@ import msgspec
 import pytest
 
 from adapters.clickmaint.fake import FakeClickMaintBehaviour
+from adapters.cloudworkpro.fake import FakeCloudworkProBehaviour
 from adapters.cmo.fake import FakeCmoBehaviour
 from adapters.mobilitywork.fake import FakeMobilityWorkBehaviour
 from adapters.moco.fake import FakeMocoBehaviour
@@ -35,6 +36,7 @@ FAKES: list[tuple[str, type[msgspec.Struct], str]] = [
     ("mobilitywork", FakeMobilityWorkBehaviour, "adapters.mobilitywork.fake"),
     ("clickmaint", FakeClickMaintBehaviour, "adapters.clickmaint.fake"),
     ("cmo", FakeCmoBehaviour, "adapters.cmo.fake"),
+    ("cloudworkpro", FakeCloudworkProBehaviour, "adapters.cloudworkpro.fake"),
 ]
 
 
