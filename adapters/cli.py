@@ -139,6 +139,22 @@ def cmd_tail(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_backfill(args: argparse.Namespace) -> int:
+    """One missed-webhook recovery pass of an instance from a time."""
+    from adapters.backfill import BackfillError, backfill, parse_since
+
+    config = _load(args.config)
+    _setup_logging(config.log_level)
+    try:
+        since = parse_since(args.since)
+        count = asyncio.run(backfill(config, instance=args.instance, since=since))
+    except BackfillError as exc:
+        print(f"backfill: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    print(f"{count} events published")
+    return 0
+
+
 def cmd_dev(args: argparse.Namespace) -> int:
     """Local broker + fake vendors + bridge, with a live view."""
     from adapters.devtools import run_dev
@@ -205,6 +221,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for the result")
     p.add_argument("--no-wait", action="store_true", help="publish and exit")
     p.set_defaults(func=cmd_send)
+
+    p = sub.add_parser(
+        "backfill",
+        help="recover missed webhooks of an instance from a time (CLOUDWORK|PRO), on demand",
+    )
+    p.add_argument("--config", required=True)
+    p.add_argument("--instance", required=True, help="instance name, e.g. cloudworkpro")
+    p.add_argument(
+        "--since",
+        required=True,
+        help="an ISO time (2026-11-30T08:00:00Z) or a duration back (90m, 6h, 3d)",
+    )
+    p.set_defaults(func=cmd_backfill)
 
     p = sub.add_parser("tail", help="print an instance's events, results and DLQ records live")
     p.add_argument("--config", required=True)

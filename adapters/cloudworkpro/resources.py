@@ -29,6 +29,7 @@ from adapters.cloudworkpro.undocumented import (
     NOTIFICATION_ID_FIELD,
     NOTIFICATION_TIME_FIELD,
     NOTIFICATIONS_PATH,
+    RECOVERY_LOOKBACK_S,
     RESOURCE_PATHS,
     UPDATED_FIELD,
     CloudworkProOptions,
@@ -37,7 +38,7 @@ from adapters.core.change_source import PollContext, PolledRecord, RecordMapper,
 from adapters.core.list_source import ListByReplicationKey
 from adapters.core.pagination import CursorPaginator
 from adapters.core.poll_state import ListState, decode_list_state
-from adapters.core.record_details import with_details
+from adapters.core.record_details import pass_floor, with_details
 from adapters.core.vendor import EventDraft, PollResource, PollSpec, WebhookMapper
 from adapters.core.webhook_recovery import as_delivered
 
@@ -99,7 +100,8 @@ def listing(resource: str) -> ListByReplicationKey:
 
 @dataclass(frozen=True)
 class Recovery:
-    """The stored notifications, listed by `created_date` and mapped as if delivered.
+    """The stored notifications, listed by `created_date` and mapped as if delivered; those
+    whose event is on the topic already (pushed) are not published again.
 
     The first pass reaches back `options.recovery_lookback_s` (at most the three months the
     API keeps), not to the beginning: older notifications answer 404.
@@ -107,6 +109,11 @@ class Recovery:
 
     mapper: WebhookMapper
     notifications_path: str = NOTIFICATIONS_PATH
+    # The poller hands this source the ids on the events topic (recent_events.py).
+    skips_published: bool = True
+    # Pushes are produced after their notification was made; this much earlier covers a
+    # vendor clock ahead of Kafka's.
+    clock_margin: timedelta = timedelta(minutes=5)
 
     def _listing(self, ctx: PollContext) -> ListByReplicationKey:
         path = self.notifications_path
@@ -135,17 +142,22 @@ class Recovery:
         return decode_list_state(raw)
 
     async def run(self, ctx: PollContext, state: ListState) -> AsyncIterator[Step[ListState]]:
-        """A pass over the notifications stored since the last one (the first: the lookback)."""
+        """A pass over the notifications stored since the last one (the first: the lookback),
+        publishing those not on the events topic yet."""
         if state.mark is None and state.listing is None:
             lookback = (
                 ctx.options.recovery_lookback_s
                 if isinstance(ctx.options, CloudworkProOptions)
-                else 24 * 3600.0
+                else RECOVERY_LOOKBACK_S
             )
-            # The floor is mark - overlap: start the mark that much later.
             state = replace_mark(state, ctx.now() - timedelta(seconds=lookback))
+        published: set[str] = set()
+        floor = pass_floor(state, ctx.settings.overlap)
+        if ctx.published_since is not None and floor is not None:
+            published = await ctx.published_since(floor - self.clock_margin)
         async for step in self._listing(ctx).run(ctx, state):
-            yield step
+            fresh = [e for e in step.events if e.id not in published]
+            yield Step(fresh, step.dead, step.state) if len(fresh) != len(step.events) else step
 
 
 def replace_mark(state: ListState, mark: datetime) -> ListState:

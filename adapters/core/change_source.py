@@ -88,6 +88,9 @@ class PollContext:
     now: Callable[[], datetime]
     # The tracking topic as of this cycle (tracking.py), for a watch fed by commands.
     tracking: Mapping[str, TrackChange] | None = None
+    # The ids on the instance's events topic produced since a time (recent_events.py), for
+    # a source that declares `skips_published` (a missed-webhook recovery).
+    published_since: Callable[[datetime], Awaitable[set[str]]] | None = None
 
     def path(self, default: str) -> str:
         """The resource's path, unless the instance overrides it (`options.resource_paths`)."""

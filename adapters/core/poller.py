@@ -41,6 +41,7 @@ from adapters.core.poll_commit import dead_letter_record
 from adapters.core.poll_order import StalestFirst
 from adapters.core.poll_state import StateError, encode_state
 from adapters.core.ratelimit import SlidingWindowLimiter
+from adapters.core.recent_events import RecentEvents
 from adapters.core.state_restore import restore_partition
 from adapters.core.tracking import TrackingView
 from adapters.core.vendor import PollResource
@@ -115,10 +116,13 @@ class PollTask:
         on_commit: Callable[[str, bytes], None] | None = None,
         gate: StalestFirst | None = None,
         tracking: TrackingView | None = None,
+        recent: RecentEvents | None = None,
     ) -> None:
         self.inst, self.res, self.producer, self.state = inst, res, producer, state
         # The commands' tracking topic, for a watch they feed (tracking.py).
         self.tracking = tracking
+        # The events topic read back, for a recovery that skips what is there already.
+        self.recent = recent
         # The polls' part of the budget (see PollRunner); None: no reserve for commands.
         self.gate = gate
         # When the task last completed a cycle (or was taken over): its staleness.
@@ -150,9 +154,10 @@ class PollTask:
         try:
             await self._run()
         finally:
-            if self.tracking is not None:
-                with contextlib.suppress(Exception):
-                    await asyncio.shield(self.tracking.close())
+            for reader in (self.tracking, self.recent):
+                if reader is not None:
+                    with contextlib.suppress(Exception):
+                        await asyncio.shield(reader.close())
 
     async def _run(self) -> None:
         interval = self.inst.cfg.polling.interval_s
@@ -190,6 +195,7 @@ class PollTask:
             options=self.inst.options,
             now=lambda: datetime.now(UTC),
             tracking=await self.tracking.refresh() if self.tracking is not None else None,
+            published_since=self.recent.ids_since if self.recent is not None else None,
         )
         published = 0
         async for step in self.res.source.run(ctx, self.state):
@@ -440,6 +446,7 @@ class PollRunner:
             on_commit=states.__setitem__,
             gate=self.gate,
             tracking=self._tracking_view(res, key),
+            recent=self._recent_events(res, key),
         )
         self.tasks[key] = task
         run = asyncio.create_task(task.run(), name=f"poll-{self.inst.name}-{key}")
@@ -451,6 +458,12 @@ class PollRunner:
             return None
         client_id = f"{self.kafka.client_id}-{self.inst.name}-tracked-{key}"
         return TrackingView(self.kafka, self.inst.topics.tracked, client_id=client_id)
+
+    def _recent_events(self, res: PollResource, key: str) -> RecentEvents | None:
+        if not getattr(res.source, "skips_published", False):
+            return None
+        client_id = f"{self.kafka.client_id}-{self.inst.name}-recent-{key}"
+        return RecentEvents(self.kafka, self.inst.topics.events, client_id=client_id)
 
     async def acquire(self, partitions: list[int]) -> None:
         """Fence earlier owners, restore the states, start the owned tasks."""

@@ -14,13 +14,14 @@ import base64
 import dataclasses
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import msgspec
 import pytest
 
 from adapters.app import Bridge
+from adapters.backfill import BackfillError, backfill
 from adapters.cloudworkpro.fake import FakeCloudworkPro, FakeCloudworkProBehaviour
 from adapters.cloudworkpro.webhooks import to_events
 from adapters.config import Config, parse_config
@@ -239,9 +240,10 @@ async def test_recovery_publishes_exactly_the_missed_notifications_with_their_pu
     fake.webhooks_down(False)
     notes = fake.notifications()
     assert len(notes) == 5 and len(fake.lost) == 4
-    found = await events(kafka_bootstrap, prefix, 5, settle=2.0)
-    # Each notification once: the delivered one (pushed, then recovered: one id) and the
-    # four missed ones, under the ids their pushes would have had.
+    found = await events(kafka_bootstrap, prefix, 5, settle=2.5)
+    # Each notification once: the delivered one (pushed, and not recovered again: its event
+    # is on the topic) and the four missed ones, under the ids their pushes would have had.
+    assert len(found) == 5
     assert {e.id for e in found} == {pushed_id(n) for n in notes}
     by_subject = {e.subject for e in found}
     assert {f"work_order/{r['_id']}" for r in missed[:3]} <= by_subject
@@ -373,3 +375,30 @@ async def test_429_is_backed_off_and_a_document_reaches_the_fake_as_form_data(
         content,
     )
     assert upload
+
+
+async def test_backfill_on_demand_publishes_only_what_is_not_on_the_topic(
+    kafka_bootstrap: str, prefix: str, fake: FakeCloudworkPro, start: StartBridge
+) -> None:
+    bridge = await start(fake)  # webhooks only: no periodic recovery
+    fake.add_listener(hook_url(bridge), username=HOOK_USER, password=HOOK_PASSWORD)
+    fake.create_record("work_orders", {"name": "pushed"})
+    await fake.wait_deliveries_idle(10)
+    fake.webhooks_down()
+    fake.create_record("work_orders", {"name": "missed"})
+    fake.create_record("sites", {"name": "missed site"})
+    fake.webhooks_down(False)
+    assert len(await events(kafka_bootstrap, prefix, 1, settle=0.5)) == 1
+    assert fake.base_url is not None
+    config = cwp_config(kafka_bootstrap, prefix, fake.base_url)
+    said: list[str] = []
+    since = datetime.now(UTC) - timedelta(hours=1)
+    assert await backfill(config, instance=NAME, since=since, say=said.append) == 2
+    assert said and "done, 2 published" in said[-1]
+    found = await events(kafka_bootstrap, prefix, 3, settle=1.0)
+    assert len(found) == 3 and {e.id for e in found} == {pushed_id(n) for n in fake.notifications()}
+    # Run again: everything is on the topic already.
+    assert await backfill(config, instance=NAME, since=since, say=said.append) == 0
+    assert len(await events(kafka_bootstrap, prefix, 3, settle=0.5)) == 3
+    with pytest.raises(BackfillError, match="no instance"):
+        await backfill(config, instance="nope", since=since)
