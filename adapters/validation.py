@@ -77,7 +77,7 @@ def _known_names(
 def _check_documented_rate_limit(inst: InstanceConfig, spec: VendorSpec, where: str) -> None:
     limit = inst.rate_limit
     doc = spec.rate_limit
-    if limit is None or doc is None or limit.above_documented:
+    if limit is None or doc is None or not doc.documented or limit.above_documented:
         return
     # At most ceil(P / W) of our windows fit in one of the vendor's.
     if limit.requests * math.ceil(doc.per_seconds / limit.per_seconds) > doc.requests:

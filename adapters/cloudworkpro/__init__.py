@@ -66,7 +66,10 @@ SPEC = VendorSpec(
     id="cloudworkpro",
     auth=auth,
     errors=ERRORS,
-    rate_limit=RateLimit(requests=RATE_LIMIT_REQUESTS, per_seconds=RATE_LIMIT_PER_SECONDS),
+    # A default, not the vendor's number (it gives none): an instance may set a higher one.
+    rate_limit=RateLimit(
+        requests=RATE_LIMIT_REQUESTS, per_seconds=RATE_LIMIT_PER_SECONDS, documented=False
+    ),
     webhook=WebhookSpec(
         verify=webhooks.verify,
         to_events=webhooks.to_events,

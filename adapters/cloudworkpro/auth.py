@@ -21,7 +21,15 @@ from adapters.cloudworkpro.undocumented import (
     TOKEN_REFRESH_BEFORE_S,
     CloudworkProOptions,
 )
-from adapters.core.auth import Grant, TokenAnswer, TokenAuth, TokenRequest, bearer, jwt_seconds_left
+from adapters.core.auth import (
+    Grant,
+    TokenAnswer,
+    TokenAuth,
+    TokenRequest,
+    bearer,
+    jwt_in_json_string,
+    jwt_seconds_left,
+)
 from adapters.core.pagination import dig
 from adapters.settings import InstanceConfig
 
@@ -32,7 +40,10 @@ class TokenRefused(ValueError):
 
 def read_token(answer: TokenAnswer) -> Grant:
     """The token and its lifetime from `/auth/token`'s answer."""
-    body: Any = msgspec.json.decode(answer.body)
+    try:
+        body: Any = msgspec.json.decode(answer.body)
+    except msgspec.DecodeError:
+        return jwt_in_json_string(answer)  # the token as plain text
     if isinstance(body, str):
         return Grant(body, jwt_seconds_left(body))
     if not isinstance(body, dict):
@@ -42,7 +53,9 @@ def read_token(answer: TokenAnswer) -> Grant:
         raise TokenRefused(f"the token request was refused (code {code})")
     for path in TOKEN_AT:
         token = dig(body, path)
-        if isinstance(token, str) and token:
+        # (a sentence in `data` is no token)
+        if isinstance(token, str) and token and " " not in token.strip():
+            token = token.strip()
             break
     else:
         raise TokenRefused("the token answer holds no token")
@@ -87,4 +100,7 @@ def auth(inst: InstanceConfig) -> TokenAuth:
         header=bearer,
         default_ttl_s=TOKEN_DEFAULT_TTL_S,
         refresh_before_s=TOKEN_REFRESH_BEFORE_S,
+        # 422 is "the request's Content-Type header was not set correctly", said of every
+        # request: a GET carries it too (a form upload replaces it with its own).
+        extra_headers={"Content-Type": "application/json"},
     )

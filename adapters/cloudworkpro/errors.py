@@ -61,8 +61,9 @@ WRONG_CONTENT_TYPE = Rule(
 )
 RATE_LIMITED = Rule(Action.RETRY, "rate limited by CLOUDWORK|PRO (backing off)")
 TRANSIENT = Rule(Action.RETRY, "CLOUDWORK|PRO asked to try again later")
-# 503 says the server did not handle the request: a create may be sent again.
-UNAVAILABLE = Rule(Action.RETRY, "CLOUDWORK|PRO unavailable")
+# The document lists 503 with 500/502/504 ("Something went wrong on CWP's end") and does not
+# say it means "not done": a create whose answer was a 503 is `ambiguous`, never repeated.
+UNAVAILABLE = Rule(Action.RETRY, "CLOUDWORK|PRO unavailable", may_have_acted=True)
 # 500/502/504 may come after the work was done: a create whose answer is lost is `ambiguous`.
 SERVER_ERROR = Rule(
     Action.RETRY, "something went wrong on CLOUDWORK|PRO's end", may_have_acted=True

@@ -15,7 +15,8 @@ recovered notification is the event its push would have been, under the same id.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import dataclasses
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -36,10 +37,11 @@ from adapters.cloudworkpro.undocumented import (
 )
 from adapters.core.change_source import PollContext, PolledRecord, RecordMapper, Step
 from adapters.core.list_source import ListByReplicationKey
-from adapters.core.pagination import CursorPaginator
+from adapters.core.pagination import CursorPaginator, PageRequest
 from adapters.core.poll_state import ListState, decode_list_state
 from adapters.core.record_details import pass_floor, with_details
 from adapters.core.vendor import EventDraft, PollResource, PollSpec, WebhookMapper
+from adapters.core.vendor_http import VendorResponse
 from adapters.core.webhook_recovery import as_delivered
 
 VENDOR = "cloudworkpro"
@@ -58,7 +60,8 @@ def between(field: str) -> Any:
     """`format_since` for the document's `between=<field>![start, end]` filter."""
 
     def since(value: datetime) -> str:
-        return f"{field}![{format_time(value)}, {UNTIL}]"
+        # No space after the comma: a `+` in the URL-encoded query must not be misread.
+        return f"{field}![{format_time(value)},{UNTIL}]"
 
     return since
 
@@ -69,7 +72,7 @@ def record_event(resource: str) -> RecordMapper:
 
     def to_event(seen: PolledRecord) -> EventDraft:
         record = seen.record
-        created = record.get(CREATED_FIELD) == record.get(UPDATED_FIELD)
+        created = _same_time(record.get(CREATED_FIELD), seen.changed)
         return EventDraft(
             type=f"workbridge.{VENDOR}.{singular}.{'created' if created else 'updated'}",
             subject=f"{singular}/{seen.id}",
@@ -79,6 +82,77 @@ def record_event(resource: str) -> RecordMapper:
         )
 
     return to_event
+
+
+def _same_time(value: Any, changed: datetime) -> bool:
+    """Whether a creation time is the change time (`…00Z` and `…00.000Z` are one time)."""
+    if not isinstance(value, str):
+        return False
+    try:
+        return parse_time(value) == changed
+    except ValueError:
+        return False
+
+
+def normalised(record: Any) -> Any:
+    """A listed record with the key and change time the listing reads: `_id` (else `id`),
+    `updated_date` (else, for a record never changed, its `created_date`)."""
+    if not isinstance(record, dict):
+        return record
+    if record.get(ID_FIELD) in (None, "") and record.get("id") not in (None, ""):
+        record = {**record, ID_FIELD: record["id"]}
+    if record.get(UPDATED_FIELD) in (None, "") and record.get(CREATED_FIELD):
+        record = {**record, UPDATED_FIELD: record[CREATED_FIELD]}
+    return record
+
+
+def normalised_notification(note: Any) -> Any:
+    """A stored notification with its id at `_id` (else `id`, `notification_id`)."""
+    if not isinstance(note, dict) or note.get(NOTIFICATION_ID_FIELD) not in (None, ""):
+        return note
+    for name in ("id", "notification_id", "notificationId"):
+        if note.get(name) not in (None, ""):
+            return {**note, NOTIFICATION_ID_FIELD: note[name]}
+    return note
+
+
+def with_normalised(ctx: PollContext, fix: Callable[[Any], Any]) -> PollContext:
+    """`ctx` whose listing pages hold each record through `fix`."""
+
+    async def fetch(request: PageRequest) -> VendorResponse:
+        response = await ctx.fetch(request)
+        if not 200 <= response.status < 300:
+            return response
+        try:
+            body = response.json()
+        except msgspec.DecodeError:
+            return response
+        if not isinstance(body, dict) or not isinstance(body.get("data"), list):
+            return response
+        body["data"] = [fix(r) for r in body["data"]]
+        return msgspec.structs.replace(response, body=msgspec.json.encode(body))
+
+    return dataclasses.replace(ctx, fetch=fetch)
+
+
+@dataclass(frozen=True)
+class Listing:
+    """A resource's listing with its records normalised (see `normalised`)."""
+
+    listing: ListByReplicationKey
+
+    def initial(self) -> ListState:
+        """A task that has never run."""
+        return self.listing.initial()
+
+    def decode(self, raw: bytes) -> ListState:
+        """A committed state."""
+        return self.listing.decode(raw)
+
+    async def run(self, ctx: PollContext, state: ListState) -> AsyncIterator[Step[ListState]]:
+        """One cycle of the listing."""
+        async for step in self.listing.run(with_normalised(ctx, normalised), state):
+            yield step
 
 
 def listing(resource: str) -> ListByReplicationKey:
@@ -155,6 +229,7 @@ class Recovery:
         floor = pass_floor(state, ctx.settings.overlap)
         if ctx.published_since is not None and floor is not None:
             published = await ctx.published_since(floor - self.clock_margin)
+        ctx = with_normalised(ctx, normalised_notification)
         async for step in self._listing(ctx).run(ctx, state):
             fresh = [e for e in step.events if e.id not in published]
             yield Step(fresh, step.dead, step.state) if len(fresh) != len(step.events) else step
@@ -184,6 +259,7 @@ class WorkOrders:
     async def run(self, ctx: PollContext, state: ListState) -> AsyncIterator[Step[ListState]]:
         """One cycle of the listing, expanded where the instance asks for it."""
         options = ctx.options
+        ctx = with_normalised(ctx, normalised)
         if isinstance(options, CloudworkProOptions) and options.expand_work_orders:
             ctx = with_details(
                 ctx, self.listing, state, detail_path=WORK_ORDER_DETAIL, params=EXPANDED
@@ -201,7 +277,7 @@ def poll_spec(mapper: WebhookMapper) -> PollSpec:
     """Work orders, sites, and the recovery of missed webhooks with the webhook's mapper."""
     sources: dict[str, Any] = {
         "work_orders": WorkOrders(listing("work_orders")),
-        "sites": listing("sites"),
+        "sites": Listing(listing("sites")),
     }
     resources = {name: PollResource(name=name, source=sources[name]) for name in RESOURCE_PATHS}
     resources["webhook_notifications"] = PollResource(

@@ -41,13 +41,21 @@ TOKEN_REQUEST_FIELDS: dict[str, str] = {  # not in the vendor document
 TOKEN_AT: tuple[tuple[str, ...], ...] = (  # not in the vendor document
     ("data", "token"),
     ("data", "access_token"),
+    ("data", "accessToken"),
+    ("data", "jwt"),
     ("token",),
     ("access_token",),
+    ("accessToken",),
+    ("jwt",),
+    # The envelope's own `data` (elsewhere a sentence) as the token itself.
+    ("data",),
 )
 # Its lifetime in seconds, where the answer says it (a JWT's `exp` wins).
 EXPIRES_IN_AT: tuple[tuple[str, ...], ...] = (  # not in the vendor document
     ("data", "expires_in"),
+    ("data", "expiresIn"),
     ("expires_in",),
+    ("expiresIn",),
 )
 # A token whose lifetime nothing tells: renewed after this long (and on a 401).
 TOKEN_DEFAULT_TTL_S = 3600.0  # not in the vendor document (a choice)
@@ -72,9 +80,9 @@ WORK_ORDER_PATH = "/workorders/{id}"  # documented (`GET /workorders/:id`, `summ
 ID_FIELD = "_id"  # not in the vendor document (the `_id` of its expanded work types)
 UPDATED_FIELD = "updated_date"  # not in the vendor document
 CREATED_FIELD = "created_date"  # not in the vendor document for records (it is for webhooks)
-# The incremental listing: `sortBy=<updated field>:asc` and
+# The incremental listing: `sortBy=<updated field>:desc` (newest first: the order in which a
+# change during paging cannot hide a record, see adapters/core/listing_guard.py) and
 # `between=<updated field>![<since>,<until>]` (the document's shapes, with the guessed field).
-PAGE_SIZE_MAX = 100  # documented default of `limit` (no maximum given)
 
 # --- webhooks ---------------------------------------------------------------------------------
 

@@ -241,6 +241,37 @@ def _event_id(
     return stable_id(instance, "notification-body", body_digest(payload))
 
 
+# The notification's shape is not in the document: the guessed names first, then the ones a
+# reasonable vendor might use.
+EVENT_FIELDS = (NOTIFICATION_EVENT_FIELD, "type", "event_type", "eventType", "name")
+RECORD_FIELDS = (NOTIFICATION_DATA_FIELD, "payload", "record", "object")
+
+
+def _first_text(payload: dict[str, Any], names: tuple[str, ...]) -> str | None:
+    for name in names:
+        value = payload.get(name)
+        if isinstance(value, str) and "." in value and value.strip():
+            return value.strip()
+    for name in names:  # a name without a dot still says something
+        value = payload.get(name)
+        if isinstance(value, str) and value.strip():
+            return value.strip()
+    return None
+
+
+def _record(payload: dict[str, Any]) -> dict[str, Any] | None:
+    """The record a notification is about: its `data` (or a like-named field); one wrapped
+    once more (`{"workorder": {...}}`) is unwrapped."""
+    for name in RECORD_FIELDS:
+        value = payload.get(name)
+        if isinstance(value, dict):
+            inner = list(value.values())
+            if len(value) == 1 and isinstance(inner[0], dict) and ID_FIELD not in value:
+                return inner[0]
+            return value
+    return None
+
+
 def to_events(request: WebhookRequest, instance: str) -> list[EventDraft]:
     """One event per notification; raises `WebhookUnparseable` for a body that is not a JSON
     notification with an event name and a record (it goes to the DLQ, answered 200)."""
@@ -250,12 +281,14 @@ def to_events(request: WebhookRequest, instance: str) -> list[EventDraft]:
         raise WebhookUnparseable(f"body is not JSON: {exc}") from None
     if not isinstance(payload, dict):
         raise WebhookUnparseable("body is not a JSON object")
-    event = payload.get(NOTIFICATION_EVENT_FIELD)
-    if not isinstance(event, str) or not event.strip():
-        raise WebhookUnparseable(f"body has no `{NOTIFICATION_EVENT_FIELD}`")
-    record = payload.get(NOTIFICATION_DATA_FIELD)
-    if not isinstance(record, dict):
-        raise WebhookUnparseable(f"body has no record (an object) in `{NOTIFICATION_DATA_FIELD}`")
+    event = _first_text(payload, EVENT_FIELDS)
+    if event is None:
+        raise WebhookUnparseable(f"body has no event name (looked for {', '.join(EVENT_FIELDS)})")
+    record = _record(payload)
+    if record is None:
+        raise WebhookUnparseable(
+            f"body has no record (an object; looked in {', '.join(RECORD_FIELDS)})"
+        )
     resource, verb = event_type(event)
     record_id = record.get(ID_FIELD)
     if record_id in (None, ""):

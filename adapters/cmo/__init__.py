@@ -53,7 +53,10 @@ SPEC = VendorSpec(
     id="cmo",
     auth=auth,
     errors=ERRORS,
-    rate_limit=RateLimit(requests=RATE_LIMIT_REQUESTS, per_seconds=RATE_LIMIT_PER_SECONDS),
+    # A default, not the vendor's number (it gives none): an instance may set a higher one.
+    rate_limit=RateLimit(
+        requests=RATE_LIMIT_REQUESTS, per_seconds=RATE_LIMIT_PER_SECONDS, documented=False
+    ),
     poll=POLL,
     commands=with_tracking(COMMANDS),
     bind_commands=bind_commands,

@@ -30,7 +30,15 @@ from adapters.core.change_source import (
     UnmappableRecord,
 )
 from adapters.core.listing_guard import Verdict, judge
-from adapters.core.pagination import JsonPath, PageRequest, PageWalk, PaginationLoop, Paginator, dig
+from adapters.core.pagination import (
+    JsonPath,
+    PageRequest,
+    PageWalk,
+    PaginationBroken,
+    PaginationLoop,
+    Paginator,
+    dig,
+)
 from adapters.core.poll_state import ListingPass, ListState, decode_list_state
 from adapters.core.vendor import EventDraft
 from adapters.core.vendor_http import VendorResponse
@@ -130,8 +138,15 @@ class _Pass:
                 newest_first=self.src.newest_first,
                 max_rewinds=self.src.max_rewinds,
             )
-            following = self.src.paginator.next(request, response, body)
+            broken: str | None = None
+            try:
+                following = self.src.paginator.next(request, response, body)
+            except PaginationBroken as exc:
+                log.error("poll %s/%s: %s", self.ctx.instance, self._name(), exc)
+                following, broken = None, str(exc)
             after = self._advance(listing, request, keyed, total, verdict, following, records)
+            if broken is not None:
+                after = msgspec.structs.replace(after, unsafe=broken, quiet=False, broken=True)
             done = after.next is None
             single = done and after.index == 1 and after.rewinds == 0 and self.resumed is None
             events, unmappable = self._publish(good, floor)
@@ -292,7 +307,9 @@ class _Pass:
 
     def _finish(self, listing: ListingPass) -> ListState:
         one_page = listing.index == 1 and listing.rewinds == 0 and self.resumed is None
-        safe = one_page or listing.quiet or (self.src.newest_first and listing.unsafe is None)
+        safe = not listing.broken and (
+            one_page or listing.quiet or (self.src.newest_first and listing.unsafe is None)
+        )
         mark = self.mark
         if safe:
             mark = max(mark, listing.started) if mark is not None else listing.started

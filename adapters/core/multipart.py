@@ -30,7 +30,9 @@ class Multipart:
 
     def form(self) -> aiohttp.FormData:
         """A fresh aiohttp form for one attempt."""
-        form = aiohttp.FormData()
+        # Multipart even with text fields only (a document sent by `url`): aiohttp would
+        # otherwise send such a form urlencoded.
+        form = aiohttp.FormData(default_to_multipart=True)
         for part in self.parts:
             form.add_field(
                 part.name, part.value, filename=part.filename, content_type=part.content_type

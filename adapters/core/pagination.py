@@ -174,17 +174,29 @@ class CursorPaginator:
         return PageRequest(path, _sized(params, self.size_param, page_size))
 
     def next(self, sent: PageRequest, response: VendorResponse, body: Any) -> PageRequest | None:
-        """The same query with the vendor's next cursor, while it says there is a next page."""
-        if self.has_next_at is not None and dig(body, self.has_next_at) is not True:
-            return None
+        """The same query with the vendor's next cursor, unless the vendor says there is no
+        next page. A next page said to exist without a cursor to reach it is an error (the
+        pass must not count as complete)."""
+        flag = dig(body, self.has_next_at) if self.has_next_at is not None else None
+        if isinstance(flag, str):
+            flag = {"true": True, "false": False}.get(flag.strip().lower(), flag)
         token = dig(body, self.next_at)
+        if flag is False:
+            return None
         if not isinstance(token, str) or not token:
+            if flag is True:
+                raise PaginationBroken(f"GET {sent.url}: a next page is announced without a cursor")
             return None
         return PageRequest(sent.url, {**sent.params, self.cursor_param: token})
 
     def total(self, response: VendorResponse, body: Any) -> int | None:
         """The body's result total, when declared and a number."""
         return as_count(dig(body, self.total_at)) if self.total_at else None
+
+
+class PaginationBroken(Exception):
+    """The vendor announced a next page it gave no way to reach: the pass cannot be
+    complete (its mark stays)."""
 
 
 class PaginationLoop(Exception):

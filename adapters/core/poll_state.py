@@ -53,6 +53,8 @@ class ListingPass(msgspec.Struct, kw_only=True):
     # Whether nothing seen suggests the listing changed while it was paged.
     quiet: bool = True
     rewinds: int = 0
+    # The vendor's paging broke off (a next page without a cursor): never a complete pass.
+    broken: bool = False
 
 
 class ListState(msgspec.Struct, kw_only=True):

@@ -188,10 +188,13 @@ def static_auth(headers: Callable[[InstanceConfig], dict[str, str]]) -> Callable
 
 @dataclass(frozen=True)
 class RateLimit:
-    """A fixed budget of requests per window."""
+    """A fixed budget of requests per window: the vendor's documented limit, or (with
+    `documented=False`) Workbridge's default for a vendor that documents none, which an
+    instance may raise."""
 
     requests: int
     per_seconds: float
+    documented: bool = True
 
 
 @dataclass(frozen=True)

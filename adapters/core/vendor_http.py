@@ -215,6 +215,8 @@ class VendorClient:
         body: bytes | aiohttp.FormData | None = None
         if isinstance(json, Multipart):
             body = json.form()  # aiohttp sets multipart/form-data with its boundary
+            for name in [k for k in all_headers if k.lower() == "content-type"]:
+                del all_headers[name]
         elif json is not None:
             body = msgspec.json.encode(json)
             all_headers["Content-Type"] = "application/json"

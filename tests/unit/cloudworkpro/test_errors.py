@@ -84,7 +84,7 @@ def test_the_documents_ok_example_is_a_success() -> None:
         ({"code": 404, "reason": "Work order not found", "data": {}}, Action.FAIL, False),
         ({**REFUSAL, "code": 418, "success": False}, Action.FAIL, False),
         ({"code": 429, "reason": "slow down", "success": False}, Action.RETRY, False),
-        ({"code": 503, "success": False}, Action.RETRY, False),
+        ({"code": 503, "success": False}, Action.RETRY, True),
         ({"code": 500, "success": False}, Action.RETRY, True),
         # success false: never a success, whatever the code says.
         ({"code": 200, "data": {}, "success": False}, Action.FAIL, False),
@@ -143,7 +143,7 @@ def test_envelope_code() -> None:
         (429, Action.RETRY, False, False, "rate limited"),
         (500, Action.RETRY, True, False, "CLOUDWORK|PRO's end"),
         (502, Action.RETRY, True, False, "CLOUDWORK|PRO's end"),
-        (503, Action.RETRY, False, False, "unavailable"),
+        (503, Action.RETRY, True, False, "unavailable"),
         (504, Action.RETRY, True, False, "CLOUDWORK|PRO's end"),
         (599, Action.RETRY, True, False, ""),
     ],
@@ -245,9 +245,11 @@ async def test_the_200_with_code_400_fails_at_once_and_the_result_carries_the_er
     assert result.reason is not None and "WO_0005: The work types provided" in result.reason
 
 
-async def test_a_429_and_a_503_are_retried_also_for_a_create() -> None:
-    got, sent = await outcome(False, (429, None), (503, None), (200, OK))
+async def test_a_429_is_retried_also_for_a_create_but_a_503_is_not() -> None:
+    got, sent = await outcome(False, (429, None), (429, None), (200, OK))
     assert (got.action, sent) == (Action.SUCCESS, 3)
+    got, sent = await outcome(False, (503, None), (200, OK))
+    assert (got.action, got.may_have_acted, sent) == (Action.RETRY, True, 1)
 
 
 async def test_a_500_after_a_create_is_ambiguous_but_an_update_is_retried() -> None:

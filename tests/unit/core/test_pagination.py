@@ -16,6 +16,7 @@ from adapters.core.pagination import (
     PageNumberPaginator,
     PageRequest,
     PageWalk,
+    PaginationBroken,
     PaginationLoop,
     dig,
 )
@@ -146,9 +147,11 @@ def test_cloudworkpro_has_next_false_is_the_last_page() -> None:
     body = {**CWP_PAGE, "pagination": {**CWP_PAGE["pagination"], "hasNext": False}}
     response, decoded = answer(body)
     assert CWP.next(PageRequest("/workorders"), response, decoded) is None
+    # A next page announced without a cursor: the pass is broken, not complete.
     no_token = {**CWP_PAGE, "pagination": {"hasNext": True, "nextCursor": ""}}
     response, decoded = answer(no_token)
-    assert CWP.next(PageRequest("/workorders"), response, decoded) is None
+    with pytest.raises(PaginationBroken):
+        CWP.next(PageRequest("/workorders"), response, decoded)
 
 
 # --- one pass: loops and the page cap ---
@@ -252,3 +255,36 @@ async def test_several_and_multi_valued_relations_case_insensitively(linking_ser
 async def test_a_relative_link_is_resolved_against_the_request(linking_server: str) -> None:
     links = await _links(linking_server, "/relative")
     assert links == {"next": f"{linking_server}/api/v1/projects?page=2"}
+
+
+@pytest.mark.parametrize(
+    ("pagination", "follows"),
+    [
+        ({"hasNext": True, "nextCursor": "next_a"}, True),
+        ({"nextCursor": "next_a"}, True),  # no flag: a cursor means a next page
+        ({"hasNext": "true", "nextCursor": "next_a"}, True),  # the flag as a string
+        ({"hasNext": False, "nextCursor": "next_a"}, False),
+        ({"hasNext": "false", "nextCursor": "next_a"}, False),
+        ({"hasNext": False, "nextCursor": None}, False),
+        ({}, False),
+    ],
+)
+def test_the_cursor_is_followed_unless_the_vendor_says_there_is_no_next_page(
+    pagination: dict[str, object], follows: bool
+) -> None:
+    paginator = CursorPaginator()
+    sent = paginator.first("/workorders", {"sortBy": "updated_date:desc"}, 2)
+    body = {"data": [], "pagination": pagination}
+    following = paginator.next(sent, VendorResponse(200, {}, b""), body)
+    assert (following is not None) is follows
+    if following is not None:
+        assert following.params["cursor"] == "next_a"
+
+
+@pytest.mark.parametrize("cursor", [None, ""])
+def test_a_next_page_without_a_cursor_breaks_the_pass(cursor: object) -> None:
+    paginator = CursorPaginator()
+    sent = paginator.first("/workorders", {}, 2)
+    body = {"pagination": {"hasNext": True, "nextCursor": cursor}}
+    with pytest.raises(PaginationBroken):
+        paginator.next(sent, VendorResponse(200, {}, b""), body)

@@ -79,3 +79,9 @@ async def test_a_sender_outside_the_allowlist_gets_403_and_nothing_is_published(
     resp = await client.post("/webhooks/moco", data=BODY, headers=headers)
     assert resp.status == 200
     assert len(publisher.calls) == 1
+
+
+def test_an_ipv4_mapped_peer_is_its_ipv4_address() -> None:
+    allowed = parse_networks(["44.193.241.109/32"])
+    assert in_networks("::ffff:44.193.241.109", allowed)
+    assert not in_networks("::ffff:44.193.241.110", allowed)
