@@ -162,8 +162,8 @@ class WorkOrderAttachDocument(_Command, kw_only=True):
     """Attach a document to work order `id`, sent as multipart/form-data: either the file
     itself (`content_base64` with its `filename` and optional `content_type`; at most
     700 KiB decoded: a command is one Kafka record) in the form field `file`, or a `url`
-    reference sent as the form field `url` (then without filename and content_type). `fields` are further form fields, sent
-    as given, before the document. The result's response is
+    reference sent as the form field `url` (then without filename and content_type).
+    `fields` are further form fields, sent as given, before the document. The result's response is
     `{"id": <the document's _id>, "data": <the answer's data>}`. Not repeated after a lost
     answer (two uploads are two documents): such an upload is `ambiguous`."""
 
