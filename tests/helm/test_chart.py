@@ -800,3 +800,12 @@ def test_cmo_example_renders_what_the_connector_reads(tmp_path: Path) -> None:
     assert egress_ports == [[53, 53], [9093], [443]]
     # CMO sends no webhooks: the receivers can be left out, as the example says.
     assert set(deployments(render(example, "webhooks.enabled=false"))) == {"workers"}
+
+
+def test_trusted_proxies_reach_the_apps_server_config() -> None:
+    docs = render(None, "server.trusted_proxies[0]=10.42.0.0/16")
+    for deployment in deployments(docs).values():
+        assert raw_config(docs, deployment)["server"]["trusted_proxies"] == ["10.42.0.0/16"]
+    default = render(None)
+    for deployment in deployments(default).values():
+        assert raw_config(default, deployment)["server"]["trusted_proxies"] == []

@@ -126,7 +126,7 @@ Also checks that each reference is complete.
 
 {{- /* server: host and port are what the probes and Services use */}}
 {{- $s := $v.server }}
-{{- $server := dict "host" "0.0.0.0" "port" (int $s.port) "max_body_bytes" (int $s.max_body_bytes) "max_in_flight" (int $s.max_in_flight) "shutdown_grace_s" $s.shutdown_grace_s "shutdown_delay_s" $s.shutdown_delay_s "header_timeout_s" $s.header_timeout_s "keepalive_timeout_s" $s.keepalive_timeout_s "max_header_bytes" (int $s.max_header_bytes) "max_headers" (int $s.max_headers) }}
+{{- $server := dict "host" "0.0.0.0" "port" (int $s.port) "max_body_bytes" (int $s.max_body_bytes) "max_in_flight" (int $s.max_in_flight) "shutdown_grace_s" $s.shutdown_grace_s "shutdown_delay_s" $s.shutdown_delay_s "header_timeout_s" $s.header_timeout_s "keepalive_timeout_s" $s.keepalive_timeout_s "max_header_bytes" (int $s.max_header_bytes) "max_headers" (int $s.max_headers) "trusted_proxies" (default list $s.trusted_proxies) }}
 
 {{- /* roles: the only difference between the Deployments' configs */}}
 {{- $roles := dict "webhooks" true "pollers" false "commands" false }}
