@@ -107,6 +107,20 @@ async def test_cloudworkpro_style_follows_the_cursor() -> None:
     assert stub.sent[1].params == {"limit": "1", "cursor": "next_abc"}
 
 
+async def test_a_next_page_without_a_cursor_publishes_the_page_but_keeps_the_mark(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    broken = {"hasNext": True, "nextCursor": None, "totalResults": 2}
+    stub = Stub((200, {"code": 200, "data": [work_order(2, 2)], "pagination": broken}, {}, {}))
+    run = Runner(source(CursorPaginator()), stub, page_size=1)
+    with caplog.at_level(logging.ERROR):
+        done = await run.cycle()
+    assert "without a cursor" in caplog.text
+    assert done.subjects == ["work_order/2"]
+    # Even as a one-page pass it is not complete: the next pass reads from the same mark.
+    assert run.state.mark is None and run.state.listing is None
+
+
 async def test_a_link_back_to_a_page_already_read_ends_the_pass_and_keeps_the_cursor(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
