@@ -134,9 +134,9 @@ def test_work_order_create_sends_only_what_is_given_and_null_as_null() -> None:
         ({}, "nothing to create"),
         ({"extra": {}}, "nothing to create"),
         ({"name": "A", "extra": {"name": "B"}}, "extra.name is a field of its own"),
-        ({"name": "A", "work_type_ids": ["not-an-object-id"]}, "work_type_ids"),
+        ({"name": "A", "work_type_ids": [""]}, "work_type_ids"),
         ({"name": "A", "work_type_ids": WORK_TYPE}, "work_type_ids"),
-        ({"name": "A", "site_id": "123"}, "site_id"),
+        ({"name": "A", "site_id": ""}, "site_id"),
         ({"name": ""}, "name"),
         ({"name": "A", "due_date": "2026-12-01T17:00:00"}, "due_date"),  # no offset
     ],
