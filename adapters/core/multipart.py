@@ -28,16 +28,19 @@ class Multipart:
 
     parts: tuple[FormPart, ...]
 
-    def form(self) -> aiohttp.FormData:
-        """A fresh aiohttp form for one attempt."""
-        # Multipart even with text fields only (a document sent by `url`): aiohttp would
-        # otherwise send such a form urlencoded.
-        form = aiohttp.FormData(default_to_multipart=True)
+    def form(self) -> aiohttp.MultipartWriter:
+        """A fresh multipart body for one attempt. Built with aiohttp's public
+        `MultipartWriter`: multipart even with text fields only (a document sent by `url`),
+        which `FormData` would send urlencoded."""
+        writer = aiohttp.MultipartWriter("form-data")
         for part in self.parts:
-            form.add_field(
-                part.name, part.value, filename=part.filename, content_type=part.content_type
-            )
-        return form
+            headers = {"Content-Type": part.content_type} if part.content_type else None
+            payload = writer.append(part.value, headers)
+            if part.filename is None:
+                payload.set_content_disposition("form-data", name=part.name)
+            else:
+                payload.set_content_disposition("form-data", name=part.name, filename=part.filename)
+        return writer
 
     def __repr__(self) -> str:
         # Never the content (a document's bytes) in a log line.

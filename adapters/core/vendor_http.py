@@ -212,7 +212,7 @@ class VendorClient:
         headers: Mapping[str, str],
     ) -> VendorResponse:
         all_headers = dict(headers)
-        body: bytes | aiohttp.FormData | None = None
+        body: bytes | aiohttp.MultipartWriter | None = None
         if isinstance(json, Multipart):
             body = json.form()  # aiohttp sets multipart/form-data with its boundary
             for name in [k for k in all_headers if k.lower() == "content-type"]:

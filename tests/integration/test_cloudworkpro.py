@@ -368,7 +368,21 @@ async def test_429_is_backed_off_and_a_document_reaches_the_fake_as_form_data(
     [done] = (await results(kafka_bootstrap, prefix, 1)).values()
     assert done["status"] == "succeeded", done
     assert done["attempts"] >= 3  # two 429s, backed off, then accepted
-    [stored] = fake.uploads
+    [by_url] = await publish(
+        kafka_bootstrap,
+        prefix,
+        [
+            (
+                f"{P}.work_order.attach_document",
+                {"id": wo["_id"], "url": "https://docs.example.com/pump.pdf"},
+                f"wo/{wo['_id']}",
+            )
+        ],
+    )
+    done_url = (await results(kafka_bootstrap, prefix, 2))[by_url]
+    assert done_url["status"] == "succeeded", done_url  # multipart, also with no file
+    assert fake.uploads[-1].url == "https://docs.example.com/pump.pdf"
+    stored = fake.uploads[0]
     assert (stored.filename, stored.content_type, stored.data) == (
         "pump.pdf",
         "application/pdf",

@@ -246,7 +246,11 @@ def test_the_form_is_built_for_aiohttp() -> None:
     )
     assert isinstance(got.json, Multipart)
     form = got.json.form()
-    assert form.is_multipart
+    assert form.content_type.startswith("multipart/form-data; boundary=")
+    # A `url` alone is multipart too (FormData would have sent it urlencoded).
+    by_url = call(WORK_ORDER_ATTACH_DOCUMENT, {"id": WO, "url": "https://example.com/a.pdf"})
+    assert isinstance(by_url.json, Multipart)
+    assert by_url.json.form().content_type.startswith("multipart/form-data")
 
 
 def test_the_size_limit() -> None:
