@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import sys
 from collections.abc import Callable
@@ -24,7 +25,7 @@ from typing import Any
 
 from adapters.config import Config
 from adapters.core.budget import BudgetShare, budget_partitions
-from adapters.core.change_source import PollContext, PollSettings
+from adapters.core.change_source import PollContext, PollSettings, needs_of
 from adapters.core.instance import build_instance
 from adapters.core.kafka import ensure_topics, event_producer
 from adapters.core.poll_commit import dead_letter_record
@@ -48,11 +49,7 @@ def recovery_resources(config: Config, instance: str) -> list[str]:
     spec = VENDORS[inst.vendor]
     if spec.poll is None:
         return []
-    return [
-        name
-        for name, res in spec.poll.resources.items()
-        if getattr(res.source, "skips_published", False)
-    ]
+    return [name for name, res in spec.poll.resources.items() if needs_of(res.source).published]
 
 
 def _instance_config(config: Config, instance: str) -> Any:
@@ -118,12 +115,9 @@ async def backfill(
                 instance=inst.name,
                 resource=name,
                 scope=None,
-                settings=PollSettings(
-                    overlap=timedelta(0),
-                    page_size=polling.page_size,
-                    max_batch=polling.max_batch,
-                    start_from="beginning",
-                    max_pages=polling.max_pages,
+                # The whole range asked for, from `since` on: no overlap, never "now".
+                settings=dataclasses.replace(
+                    PollSettings.of(polling), overlap=timedelta(0), start_from="beginning"
                 ),
                 fetch=lambda request: fetch(inst, request, policy, metrics),
                 options=inst.options,

@@ -20,6 +20,7 @@ import msgspec
 from adapters.core.command_result import CommandResult
 from adapters.core.vendor import VendorSpec
 from adapters.registry import VENDORS
+from adapters.settings import CommandsConfig, PollingConfig, WebhooksConfig
 
 SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
 
@@ -145,6 +146,22 @@ def _only_names(schema: dict[str, Any], names: Mapping[str, object]) -> None:
     schema["additionalProperties"] = False
 
 
+_PASSED_THROUGH: dict[str, type[msgspec.Struct]] = {
+    "webhooks": WebhooksConfig,
+    "polling": PollingConfig,
+    "commands": CommandsConfig,
+}
+
+
+def settings_schema(struct: type[msgspec.Struct]) -> dict[str, Any]:
+    """JSON Schema of a settings block as the config loader takes it (unknown keys refused)."""
+    generated = msgspec.json.schema(struct)
+    schema: dict[str, Any] = _inline(generated, generated.get("$defs", {}))
+    schema.pop("title", None)
+    schema["additionalProperties"] = False
+    return schema
+
+
 def _switched_off(what: str) -> dict[str, Any]:
     return {"properties": {"enabled": {"const": False, "description": what}}}
 
@@ -179,6 +196,10 @@ def chart_schema(schema: dict[str, Any], vendors: Mapping[str, VendorSpec]) -> d
         "type": "object",
         "description": "vendor-specific; each vendor's keys are checked (see allOf)",
     }
+    # The blocks the chart hands to the app as written come from the app's own structs, so
+    # that a key the app takes is never refused by the chart (nor one it refuses let through).
+    for key, struct in _PASSED_THROUGH.items():
+        instance["properties"][key] = settings_schema(struct)
     instance["allOf"] = [_vendor_rule(vendors[vendor_id]) for vendor_id in ids]
     # One entry per vendor id, so that helm names a wrong one ("additional properties 'x'").
     schema["properties"]["vendorRateLimits"] = {

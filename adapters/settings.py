@@ -225,6 +225,14 @@ class PollingConfig(_Base):
     # Pages one cycle of a listing reads before it yields to the next cycle (it goes on where
     # it stopped). Default: the vendor's declaration (50 for a listing).
     max_pages: Positive | None = None
+    # Published record versions a task remembers, so that what the overlap re-reads is not
+    # published again (~40 bytes each in the task's state record). Default: the vendor's
+    # declaration (10,000 for a listing). Raise it for an account with more changes per
+    # `overlap_s` than that.
+    seen_limit: Positive | None = None
+    # How far behind the vendor's `Date` the next pass starts: that header has whole
+    # seconds. Default: the vendor's declaration (1 s for a listing).
+    date_margin_s: Annotated[float, msgspec.Meta(ge=0)] | None = None
     # The most of this process's share of the vendor budget that polls may take in a window,
     # so that commands are never starved by many (entity, resource) tasks. 1: no reserve.
     max_budget_share: Annotated[float, msgspec.Meta(gt=0, le=1)] = 0.5
@@ -298,7 +306,13 @@ class VendorOptions(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
         through `check_config` (built by a test or a tool) is converted here, with the same
         errors, so vendor code never reads an unchecked mapping.
         """
-        options = inst.options
+        return cls.cast(inst.options)
+
+    @classmethod
+    def cast(cls, options: object) -> Self:
+        """`options` as this struct: itself when it is one; another options struct or a mapping
+        converted with the same errors (`OptionsError`), never read by name or silently
+        defaulted. For vendor code handed the base type (a poll context, a scope source)."""
         if isinstance(options, cls):
             return options
         if isinstance(options, VendorOptions):

@@ -123,9 +123,7 @@ def since_param(matcher: str) -> str:
 
 def options_of(ctx: PollContext) -> ClickMaintOptions:
     """The instance's options as Click Maint's struct (a checked instance has it already)."""
-    if isinstance(ctx.options, ClickMaintOptions):
-        return ctx.options
-    return ClickMaintOptions.decode(msgspec.to_builtins(ctx.options))
+    return ClickMaintOptions.cast(ctx.options)
 
 
 def entity_of(ctx: PollContext) -> str:
@@ -301,7 +299,7 @@ class PartTransactions:
                     # The pass ended: what the next pass cannot list again is forgotten.
                     keep_from = after.mark - overlap - margin
                     kept = {k: ts for k, ts in seen.items() if ts == DEAD or ts >= keep_from}
-                    seen = bounded(kept, self.seen_limit, keep_from)
+                    seen = bounded(kept, ctx.settings.seen_limit or self.seen_limit, keep_from)
                 yield Step(
                     [i.event for i in chunk if isinstance(i, Found)],
                     [i for i in chunk if isinstance(i, DeadLetter)],
@@ -462,14 +460,13 @@ class EntityScopes:
 
     def refresh_s(self, options: VendorOptions | None = None) -> float:
         """How often `GET /entities` is read again: `options.entities_refresh_s`."""
-        if isinstance(options, ClickMaintOptions):
-            return options.entities_refresh_s
-        return self.listed.refresh_s(options)
+        return ClickMaintOptions.cast(options or ClickMaintOptions()).entities_refresh_s
 
     async def discover(self, fetch: Fetch, options: VendorOptions | None = None) -> list[str]:
         """`options.entities` when it lists ids (nothing is read), else `GET /entities`."""
-        if isinstance(options, ClickMaintOptions) and options.entities != "all":
-            return [str(e) for e in options.entities]
+        entities = ClickMaintOptions.cast(options or ClickMaintOptions()).entities
+        if entities != "all":
+            return [str(e) for e in entities]
         return await self.listed.discover(fetch)
 
     def headers(self, scope: str) -> Mapping[str, str]:

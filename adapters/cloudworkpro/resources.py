@@ -30,12 +30,11 @@ from adapters.cloudworkpro.undocumented import (
     NOTIFICATION_ID_FIELD,
     NOTIFICATION_TIME_FIELD,
     NOTIFICATIONS_PATH,
-    RECOVERY_LOOKBACK_S,
     RESOURCE_PATHS,
     UPDATED_FIELD,
     CloudworkProOptions,
 )
-from adapters.core.change_source import PollContext, PolledRecord, RecordMapper, Step
+from adapters.core.change_source import PollContext, PolledRecord, RecordMapper, SourceNeeds, Step
 from adapters.core.list_source import ListByReplicationKey
 from adapters.core.pagination import CursorPaginator, PageRequest
 from adapters.core.poll_state import ListState, decode_list_state
@@ -183,18 +182,18 @@ class Recovery:
 
     mapper: WebhookMapper
     notifications_path: str = NOTIFICATIONS_PATH
-    # The poller hands this source the ids on the events topic (recent_events.py).
-    skips_published: bool = True
     # Pushes are produced after their notification was made; this much earlier covers a
     # vendor clock ahead of Kafka's.
     clock_margin: timedelta = timedelta(minutes=5)
 
+    @property
+    def needs(self) -> SourceNeeds:
+        """The ids already on the events topic (recent_events.py), to skip what was pushed."""
+        return SourceNeeds(published=True)
+
     def _listing(self, ctx: PollContext) -> ListByReplicationKey:
-        path = self.notifications_path
-        if isinstance(ctx.options, CloudworkProOptions):
-            path = ctx.options.notifications_path
         return ListByReplicationKey(
-            path=path,
+            path=CloudworkProOptions.cast(ctx.options).notifications_path,
             paginator=PAGINATOR,
             replication_key=NOTIFICATION_TIME_FIELD,
             parse_time=parse_time,
@@ -219,11 +218,7 @@ class Recovery:
         """A pass over the notifications stored since the last one (the first: the lookback),
         publishing those not on the events topic yet."""
         if state.mark is None and state.listing is None:
-            lookback = (
-                ctx.options.recovery_lookback_s
-                if isinstance(ctx.options, CloudworkProOptions)
-                else RECOVERY_LOOKBACK_S
-            )
+            lookback = CloudworkProOptions.cast(ctx.options).recovery_lookback_s
             state = replace_mark(state, ctx.now() - timedelta(seconds=lookback))
         published: set[str] = set()
         floor = pass_floor(state, ctx.settings.overlap)
@@ -258,9 +253,9 @@ class WorkOrders:
 
     async def run(self, ctx: PollContext, state: ListState) -> AsyncIterator[Step[ListState]]:
         """One cycle of the listing, expanded where the instance asks for it."""
-        options = ctx.options
+        options = CloudworkProOptions.cast(ctx.options)
         ctx = with_normalised(ctx, normalised)
-        if isinstance(options, CloudworkProOptions) and options.expand_work_orders:
+        if options.expand_work_orders:
             ctx = with_details(
                 ctx, self.listing, state, detail_path=WORK_ORDER_DETAIL, params=EXPANDED
             )

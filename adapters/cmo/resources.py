@@ -34,7 +34,7 @@ class ConfiguredIds:
 
     async def ids(self, ctx: PollContext) -> Iterable[str]:
         """The ids the options list."""
-        return list(ctx.options.tracked_ids) if isinstance(ctx.options, CmoOptions) else []
+        return list(CmoOptions.cast(ctx.options).tracked_ids)
 
 
 def _status(record: Any) -> str | None:
@@ -89,7 +89,7 @@ WATCH = WatchTrackedIds(
     to_event=to_events,
     ignore_fields=WATCH_IGNORE_FIELDS,
     per_cycle=WATCH_PER_CYCLE,
-    per_cycle_option="watch_per_cycle",
+    per_cycle_of=lambda options: CmoOptions.cast(options).watch_per_cycle,
     feed=True,
     remember=remember,
 )

@@ -21,7 +21,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Generic, Literal, Protocol, TypeVar
+from typing import Any, Generic, Literal, Protocol, TypeVar, runtime_checkable
 
 import msgspec
 
@@ -30,7 +30,7 @@ from adapters.core.pagination import PageRequest
 from adapters.core.track_change import TrackChange
 from adapters.core.vendor import EventDraft
 from adapters.core.vendor_http import VendorResponse
-from adapters.settings import PolledVendorOptions, VendorOptions
+from adapters.settings import PolledVendorOptions, PollingConfig, VendorOptions
 
 S = TypeVar("S", bound=msgspec.Struct)
 
@@ -64,8 +64,24 @@ class PollSettings:
     page_size: int
     max_batch: int
     start_from: Literal["beginning", "now"]
-    # Overrides the source's own `max_pages` (the instance's `polling.max_pages`).
+    # Each overrides the source's own declaration where the instance sets it
+    # (`polling.max_pages`, `polling.seen_limit`, `polling.date_margin_s`).
     max_pages: int | None = None
+    seen_limit: int | None = None
+    date_margin: timedelta | None = None
+
+    @classmethod
+    def of(cls, cfg: PollingConfig) -> PollSettings:
+        """An instance's `polling:` block as a source reads it."""
+        return cls(
+            overlap=timedelta(seconds=cfg.overlap_s),
+            page_size=cfg.page_size,
+            max_batch=cfg.max_batch,
+            start_from=cfg.start_from,
+            max_pages=cfg.max_pages,
+            seen_limit=cfg.seen_limit,
+            date_margin=None if cfg.date_margin_s is None else timedelta(seconds=cfg.date_margin_s),
+        )
 
 
 Fetch = Callable[[PageRequest], Awaitable[VendorResponse]]
@@ -86,10 +102,11 @@ class PollContext:
     # overrides `resource_paths` and `poll_params` that `path` and `params` apply.
     options: VendorOptions
     now: Callable[[], datetime]
-    # The tracking topic as of this cycle (tracking.py), for a watch fed by commands.
+    # The tracking topic as of this cycle (tracking.py), for a source whose
+    # `needs.tracking` is set (a watch fed by commands).
     tracking: Mapping[str, TrackChange] | None = None
     # The ids on the instance's events topic produced since a time (recent_events.py), for
-    # a source that declares `skips_published` (a missed-webhook recovery).
+    # a source whose `needs.published` is set (a missed-webhook recovery).
     published_since: Callable[[datetime], Awaitable[set[str]]] | None = None
 
     def path(self, default: str) -> str:
@@ -106,6 +123,36 @@ class PollContext:
             overrides = self.options.poll_params.get(self.resource, {})
         merged: dict[str, str | None] = {**default, **overrides}
         return {key: value for key, value in merged.items() if value is not None}
+
+
+@dataclass(frozen=True)
+class SourceNeeds:
+    """What a source needs in its `PollContext` beyond `fetch`; the core opens a reader for
+    each need only for the tasks whose source declares it (each costs a Kafka consumer)."""
+
+    # `ctx.tracking`: the commands' tracking topic (a watch that creates and tracks feed).
+    tracking: bool = False
+    # `ctx.published_since`: the ids already on the events topic (a missed-webhook recovery
+    # that publishes only what the push did not).
+    published: bool = False
+
+
+NEEDS_NOTHING = SourceNeeds()
+
+
+@runtime_checkable
+class DeclaresNeeds(Protocol):
+    """A source that needs more than `fetch` says so here (most need nothing and omit it)."""
+
+    @property
+    def needs(self) -> SourceNeeds:
+        """What this source reads besides the vendor."""
+        ...
+
+
+def needs_of(source: object) -> SourceNeeds:
+    """The needs a source declares (`DeclaresNeeds`), or none."""
+    return source.needs if isinstance(source, DeclaresNeeds) else NEEDS_NOTHING
 
 
 class ChangeSource(Protocol[S]):

@@ -200,7 +200,8 @@ class _Pass:
             except (TypeError, ValueError):
                 vendor_now = None
             if vendor_now is not None and vendor_now.tzinfo is not None:
-                return vendor_now - self.src.date_margin
+                margin = self.ctx.settings.date_margin
+                return vendor_now - (self.src.date_margin if margin is None else margin)
         return sent_at - self.src.local_clock_margin
 
     def _parse(self, records: list[Any]) -> tuple[list[Keyed], list[DeadLetter]]:
@@ -327,7 +328,8 @@ class _Pass:
             rid: ts for rid, ts in self.seen.items() if floor is None or ts == DEAD or ts >= floor
         }
         protect = listing.started - overlap
-        return ListState(mark=mark, seen=bounded(kept, self.src.seen_limit, protect))
+        limit = self.ctx.settings.seen_limit or self.src.seen_limit
+        return ListState(mark=mark, seen=bounded(kept, limit, protect))
 
     def _chunks(
         self,

@@ -21,7 +21,7 @@ import logging
 import time
 import zlib
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
@@ -31,7 +31,7 @@ from aiokafka.errors import (
     TransactionalIdAuthorizationFailed,
 )
 
-from adapters.core.change_source import PollContext, PollError, PollSettings, Step
+from adapters.core.change_source import PollContext, PollError, PollSettings, Step, needs_of
 from adapters.core.errors import Action
 from adapters.core.instance import Instance
 from adapters.core.kafka import client_kwargs, transactional_producer
@@ -47,7 +47,6 @@ from adapters.core.tracking import TrackingView
 from adapters.core.vendor import PollResource
 from adapters.core.vendor_call import RetryPolicy, call_with_retry
 from adapters.core.vendor_http import ForeignURL, VendorResponse
-from adapters.core.watch_source import WatchTrackedIds
 from adapters.settings import KafkaConfig
 
 log = logging.getLogger(__name__)
@@ -138,13 +137,7 @@ class PollTask:
         self.partition = partition
         self.metrics = metrics
         cfg = inst.cfg.polling
-        self.settings = PollSettings(
-            overlap=timedelta(seconds=cfg.overlap_s),
-            page_size=cfg.page_size,
-            max_batch=cfg.max_batch,
-            start_from=cfg.start_from,
-            max_pages=cfg.max_pages,
-        )
+        self.settings = PollSettings.of(cfg)
         self.policy = RetryPolicy(
             deadline_s=max(30.0, cfg.interval_s), max_attempts=6, base_s=1.0, cap_s=30.0
         )
@@ -454,13 +447,13 @@ class PollRunner:
         runs.append(run)
 
     def _tracking_view(self, res: PollResource, key: str) -> TrackingView | None:
-        if not (isinstance(res.source, WatchTrackedIds) and res.source.feed):
+        if not needs_of(res.source).tracking:
             return None
         client_id = f"{self.kafka.client_id}-{self.inst.name}-tracked-{key}"
         return TrackingView(self.kafka, self.inst.topics.tracked, client_id=client_id)
 
     def _recent_events(self, res: PollResource, key: str) -> RecentEvents | None:
-        if not getattr(res.source, "skips_published", False):
+        if not needs_of(res.source).published:
             return None
         client_id = f"{self.kafka.client_id}-{self.inst.name}-recent-{key}"
         return RecentEvents(self.kafka, self.inst.topics.events, client_id=client_id)

@@ -20,11 +20,12 @@ from urllib.parse import quote
 
 import msgspec
 
-from adapters.core.change_source import PollContext, PollError, Step
+from adapters.core.change_source import PollContext, PollError, SourceNeeds, Step
 from adapters.core.cloudevents_codec import stable_id
 from adapters.core.pagination import PageRequest
 from adapters.core.poll_state import WatchState, decode_watch_state
 from adapters.core.vendor import EventDraft
+from adapters.settings import VendorOptions
 
 
 class TrackedIds(Protocol):
@@ -37,14 +38,14 @@ class TrackedIds(Protocol):
 
 @dataclass(frozen=True)
 class OptionIds:
-    """Ids listed in the instance's options under `key` (per resource: `{resource: [ids]}`)."""
+    """Ids listed in the instance's options, per resource (`{resource: [ids]}`); `read` takes
+    them from the vendor's options struct (typed, e.g. `lambda o: MyOptions.cast(o).ids`)."""
 
-    key: str = "watch_ids"
+    read: Callable[[VendorOptions], Mapping[str, Iterable[object]]]
 
     async def ids(self, ctx: PollContext) -> Iterable[str]:
         """The ids the options list for this resource."""
-        listed: Mapping[str, Iterable[object]] = getattr(ctx.options, self.key, {})
-        return [str(i) for i in listed.get(ctx.resource, ())]
+        return [str(i) for i in self.read(ctx.options).get(ctx.resource, ())]
 
 
 class Watched(msgspec.Struct, frozen=True, kw_only=True):
@@ -119,14 +120,19 @@ class WatchTrackedIds:
     ignore_fields: tuple[str, ...] = ()
     # GETs per cycle; the round over the ids goes on at the next cycle.
     per_cycle: int = 50
-    # The options field that sets `per_cycle` for an instance (None: `per_cycle` it is).
-    per_cycle_option: str | None = None
+    # Reads an instance's own `per_cycle` from its options (None: `per_cycle` it is).
+    per_cycle_of: Callable[[VendorOptions], int] | None = None
     # Whether the first read of an id is published (False: it only sets the baseline).
     publish_first_read: bool = True
     # Whether the commands' tracking topic adds and drops ids (tracking.py).
     feed: bool = False
     # What to keep of each read for the next one's mapper (`Watched.before`).
     remember: Callable[[Any], dict[str, str]] | None = None
+
+    @property
+    def needs(self) -> SourceNeeds:
+        """The tracking topic, when the commands feed this watch."""
+        return SourceNeeds(tracking=self.feed)
 
     def initial(self) -> WatchState:
         """Nothing tracked yet."""
@@ -165,9 +171,7 @@ class WatchTrackedIds:
             ):
                 yield Step([], [], WatchState(facts=facts, echoed=echoed, gone=gone))
             return
-        per_cycle = self.per_cycle
-        if self.per_cycle_option is not None:
-            per_cycle = int(getattr(ctx.options, self.per_cycle_option, per_cycle))
+        per_cycle = self.per_cycle if self.per_cycle_of is None else self.per_cycle_of(ctx.options)
         start = state.cursor % len(order)
         todo = (order[start:] + order[:start])[:per_cycle]
         events: list[EventDraft] = []

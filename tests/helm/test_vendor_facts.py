@@ -28,6 +28,7 @@ from adapters.schemas_gen import (
     render_chart,
     write_chart,
 )
+from adapters.settings import CommandsConfig, PollingConfig, WebhooksConfig
 from tests.helm.test_chart import HELM
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -183,3 +184,35 @@ def test_the_schema_takes_each_vendors_own_options() -> None:
         "instances[1].polling.resources[0]=deals",
     )
     assert result.returncode == 0, result.stderr
+
+
+def test_the_blocks_the_chart_passes_through_take_every_key_the_app_takes() -> None:
+    instance = _instance_schema()
+    for key, struct in (
+        ("polling", PollingConfig),
+        ("commands", CommandsConfig),
+        ("webhooks", WebhooksConfig),
+    ):
+        block = instance["properties"][key]
+        assert set(block["properties"]) == set(struct.__struct_fields__), key
+        assert block["additionalProperties"] is False
+
+
+@needs_helm
+def test_polling_tuning_keys_reach_the_apps_config() -> None:
+    result = _template(
+        *MOCO,
+        "instances[0].polling.enabled=true",
+        "instances[0].polling.resources[0]=deals",
+        "instances[0].polling.max_pages=7",
+        "instances[0].polling.seen_limit=20000",
+        "instances[0].polling.date_margin_s=2",
+        "instances[0].polling.max_budget_share=1",
+        "instances[0].polling.max_staleness_s=900",
+    )
+    assert result.returncode == 0, result.stderr
+    for text in ("max_pages: 7", "seen_limit: 20000", "date_margin_s: 2", "max_staleness_s: 900"):
+        assert text in result.stdout
+    bad = _template(*MOCO, "instances[0].polling.seen_limit=0")
+    assert bad.returncode != 0
+    assert "seen_limit" in bad.stderr

@@ -216,3 +216,13 @@ def test_unchecked_options_are_converted_when_read() -> None:
         "options.x",
         "unknown key (check its spelling against README.md)",
     )
+
+
+def test_cast_keeps_a_vendor_struct_converts_the_base_and_refuses_a_foreign_one() -> None:
+    mine = MocoOptions(resource_paths={"projects": "/p"})
+    assert MocoOptions.cast(mine) is mine
+    assert MocoOptions.cast(VendorOptions()) == MocoOptions()
+    assert MocoOptions.cast({"resource_paths": {"projects": "/p"}}) == mine
+    # Options of another vendor are an error that names the key, never read as defaults.
+    with pytest.raises(OptionsError, match=r"options\.\w+: unknown key"):
+        MocoOptions.cast(MobilityWorkOptions(signature_tolerance_s=10))

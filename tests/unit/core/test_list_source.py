@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -9,7 +10,7 @@ from typing import Any
 import msgspec
 import pytest
 
-from adapters.core.change_source import PollError, created_or_updated
+from adapters.core.change_source import PollError, PollSettings, created_or_updated
 from adapters.core.list_source import DEAD, ListByReplicationKey, bounded
 from adapters.core.pagination import (
     CursorPaginator,
@@ -19,6 +20,7 @@ from adapters.core.pagination import (
     Paginator,
 )
 from adapters.core.vendor_http import VendorResponse
+from adapters.settings import PollingConfig
 from tests.unit.core.poll_harness import Runner
 
 T = datetime(2025, 9, 24, 14, 0, 0, tzinfo=UTC)
@@ -187,3 +189,52 @@ def test_bounded_evicts_what_the_next_pass_will_not_read_first() -> None:
     assert kept == {"dead": DEAD, "new1": T + timedelta(hours=1)}
     assert bounded(seen, 10, T) is seen
     assert list(bounded(seen, 1, protect_from=T)) == ["new1"]
+
+
+async def test_an_instances_date_margin_replaces_the_declared_one() -> None:
+    vendor_date = "Wed, 24 Sep 2025 15:00:00 GMT"
+    answer = (200, {**ONE_PAGE, "data": [work_order(1, 0)]}, {"date": vendor_date}, {})
+    declared = Runner(source(PageNumberPaginator()), Stub(answer))
+    await declared.cycle()
+    assert declared.state.mark == T + timedelta(hours=1) - timedelta(seconds=1)
+
+    configured = Runner(source(PageNumberPaginator()), Stub(answer))
+    configured.ctx = dataclasses.replace(
+        configured.ctx,
+        settings=dataclasses.replace(configured.ctx.settings, date_margin=timedelta(seconds=7)),
+    )
+    await configured.cycle()
+    assert configured.state.mark == T + timedelta(hours=1) - timedelta(seconds=7)
+
+    none = Runner(source(PageNumberPaginator()), Stub(answer))
+    none.ctx = dataclasses.replace(
+        none.ctx, settings=dataclasses.replace(none.ctx.settings, date_margin=timedelta(0))
+    )
+    await none.cycle()
+    assert none.state.mark == T + timedelta(hours=1)  # 0 is a setting, not "unset"
+
+
+async def test_an_instances_seen_limit_bounds_the_remembered_versions() -> None:
+    # Three versions inside the overlap: the declared limit keeps all, the instance's keeps 1.
+    page = {**ONE_PAGE, "data": [work_order(i, 3599 + i / 2) for i in (1, 2, 3)]}
+    answer = (200, page, {"date": "Wed, 24 Sep 2025 15:00:00 GMT"}, {})
+    declared = Runner(source(PageNumberPaginator()), Stub(answer), overlap_s=3600, page_size=10)
+    await declared.cycle()
+    assert len(declared.state.seen) == 3
+
+    configured = Runner(source(PageNumberPaginator()), Stub(answer), overlap_s=3600, page_size=10)
+    configured.ctx = dataclasses.replace(
+        configured.ctx, settings=dataclasses.replace(configured.ctx.settings, seen_limit=1)
+    )
+    await configured.cycle()
+    assert len(configured.state.seen) == 1
+
+
+def test_poll_settings_of_an_instance_carry_its_overrides() -> None:
+    cfg = PollingConfig(max_pages=3, seen_limit=50, date_margin_s=2.5, overlap_s=4)
+    settings = PollSettings.of(cfg)
+    assert (settings.max_pages, settings.seen_limit) == (3, 50)
+    assert settings.date_margin == timedelta(seconds=2.5)
+    assert settings.overlap == timedelta(seconds=4)
+    unset = PollSettings.of(PollingConfig())
+    assert (unset.max_pages, unset.seen_limit, unset.date_margin) == (None, None, None)

@@ -19,12 +19,14 @@ from adapters.core.watch_source import (
     watched_event,
 )
 from tests.unit.core.poll_harness import Runner
-from tests.unit.core.test_watch_source import ACTION, ACTION_ID, OTHER_ID, Actions
+from tests.unit.core.test_watch_source import ACTION, ACTION_ID, OTHER_ID, Actions, watch_ids
 
 
 def fed(**changes: Any) -> WatchTrackedIds:
     fields: dict[str, Any] = {"to_event": watched_event("cmo", "action"), **changes}
-    return WatchTrackedIds(path="/api/actions/{id}", tracked=OptionIds(), feed=True, **fields)
+    return WatchTrackedIds(
+        path="/api/actions/{id}", tracked=OptionIds(watch_ids), feed=True, **fields
+    )
 
 
 def told(run: Runner, *changes: TrackChange) -> None:

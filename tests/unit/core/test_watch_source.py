@@ -11,7 +11,7 @@ import msgspec
 from adapters.core.pagination import PageRequest
 from adapters.core.vendor_http import VendorResponse
 from adapters.core.watch_source import OptionIds, WatchTrackedIds, content_digest, watched_event
-from adapters.settings import PolledVendorOptions
+from adapters.settings import PolledVendorOptions, VendorOptions
 from tests.unit.core.poll_harness import Runner
 
 ACTION_ID = "14b44c76-b1d4-4df1-84b6-2f2f583ae67d"
@@ -47,7 +47,7 @@ class Actions:
 def watch(**changes: Any) -> WatchTrackedIds:
     return WatchTrackedIds(
         path="/api/actions/{id}",
-        tracked=OptionIds(),
+        tracked=OptionIds(watch_ids),
         to_event=watched_event("cmo", "action"),
         **changes,
     )
@@ -57,6 +57,10 @@ class WatchOptions(PolledVendorOptions, kw_only=True):
     """A watched vendor's options, as CMO's will declare them: the ids to follow."""
 
     watch_ids: dict[str, list[str]] = msgspec.field(default_factory=dict)
+
+
+def watch_ids(options: VendorOptions) -> dict[str, list[str]]:
+    return WatchOptions.cast(options).watch_ids
 
 
 def tracking(*ids: str) -> WatchOptions:
