@@ -5,9 +5,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 from aiohttp import web
 from aiokafka import AIOKafkaProducer
@@ -116,6 +118,7 @@ class Bridge:
         self._health_task = asyncio.create_task(self._watch_kafka())
         for inst in self._budgeted():
             self._share_budget(inst)
+        ledger_dir = self.config.ledger.index_dir(os.environ)
         for inst in self.instances.values():
             if roles.pollers and inst.cfg.polling.enabled and inst.spec.poll is not None:
                 runner = PollRunner(inst, self.config.kafka, self.metrics, on_fatal=self.fail)
@@ -127,6 +130,8 @@ class Bridge:
                     self.metrics,
                     grace_s=self.config.server.shutdown_grace_s,
                     on_fatal=self.fail,
+                    state_dir=None if ledger_dir is None else Path(ledger_dir),
+                    restore_stall_s=self.config.ledger.restore_stall_s,
                 )
                 self.workers.append(worker)
         # Each joins its consumer group; joined one after the other, a process with several

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from collections.abc import Mapping
 from typing import Annotated, Any, Literal, Self
 
 import msgspec
@@ -22,6 +23,7 @@ __all__ = [
     "ConfigError",
     "InstanceConfig",
     "KafkaConfig",
+    "LedgerConfig",
     "OptionsError",
     "PolledVendorOptions",
     "PollingConfig",
@@ -369,6 +371,26 @@ class InstanceConfig(_Base, kw_only=True):
         return self.name or self.vendor
 
 
+LEDGER_DIR_ENV = "WORKBRIDGE_LEDGER_DIR"
+
+
+class LedgerConfig(_Base):
+    """Where a command worker keeps the index of its idempotency ledger (the ledger itself is
+    the compacted `.state.ledger` topic; the index makes it cheap to look keys up)."""
+
+    # A directory for the on-disk index, which is also a checkpoint: a restart that finds it
+    # reads only the ledger records written since. Default: `$WORKBRIDGE_LEDGER_DIR` when
+    # set, else a private temporary index that the next run rebuilds from the topic.
+    dir: str | None = None
+    # A restore that does not move for this long gives its partition up (the process stops
+    # and is restarted); a long one that moves is never cut short.
+    restore_stall_s: PositiveFloat = 120.0
+
+    def index_dir(self, environ: Mapping[str, str]) -> str | None:
+        """`dir`, else `$WORKBRIDGE_LEDGER_DIR` in `environ`, else None (a private index)."""
+        return self.dir or environ.get(LEDGER_DIR_ENV) or None
+
+
 class Config(_Base, kw_only=True):
     """The whole configuration file."""
 
@@ -376,4 +398,5 @@ class Config(_Base, kw_only=True):
     server: ServerConfig = msgspec.field(default_factory=ServerConfig)
     roles: RolesConfig = msgspec.field(default_factory=RolesConfig)
     instances: list[InstanceConfig] = msgspec.field(default_factory=list)
+    ledger: LedgerConfig = msgspec.field(default_factory=LedgerConfig)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"

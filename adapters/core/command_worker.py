@@ -22,7 +22,6 @@ import asyncio
 import contextlib
 import functools
 import logging
-import os
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -72,7 +71,6 @@ log = logging.getLogger(__name__)
 
 # Where ledger indexes are kept between runs (a volume that survives a restart of the
 # container); unset, each partition's index is a temporary file rebuilt on every start.
-LEDGER_DIR_ENV = "WORKBRIDGE_LEDGER_DIR"
 
 # Under its name from before the split: vendor tests import it from here.
 _fill_path = fill_path
@@ -173,11 +171,10 @@ class CommandWorker:
     ) -> None:
         self.inst, self.kafka, self.metrics = inst, kafka, metrics
         self.grace_s = grace_s
-        if state_dir is None and os.environ.get(LEDGER_DIR_ENV):
-            state_dir = Path(os.environ[LEDGER_DIR_ENV])
+        # The ledger index's directory (`ledger.dir`); None: a private index per partition.
         self.state_dir = state_dir
-        # A restore that stops moving for this long gives the partition up (the process
-        # exits and is restarted); a long one that moves is never cut short.
+        # `ledger.restore_stall_s`: a restore that stops moving for this long gives the
+        # partition up; a long one that moves is never cut short.
         self.restore_stall_s = restore_stall_s
         self.executor = Executor(inst, metrics)
         # Per process: the vendor budget is shared anyway; this bounds open requests.

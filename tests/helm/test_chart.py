@@ -418,7 +418,11 @@ def test_roles_per_deployment_and_otherwise_one_config(values: Path | None) -> N
         expected["workers"] = {"webhooks": False, "pollers": False, "commands": True}
     for comp, raw in configs.items():
         assert raw["roles"] == expected[comp]
-    rest = [{k: v for k, v in raw.items() if k != "roles"} for raw in configs.values()]
+    # The ledger's directory is the workers' volume; the webhook pods keep no ledger.
+    assert "ledger" not in configs["webhooks"]
+    rest = [
+        {k: v for k, v in raw.items() if k not in ("roles", "ledger")} for raw in configs.values()
+    ]
     assert rest[0] == rest[1]
 
 
@@ -606,8 +610,8 @@ def test_network_policy_ports() -> None:
 def test_command_workers_keep_their_ledger_index_on_a_volume_of_its_own() -> None:
     docs = render(CHART / "examples" / "moco.yaml")
     workers = deployments(docs)["workers"]
-    env = {e["name"]: e.get("value") for e in container(workers).get("env", [])}
-    assert env["WORKBRIDGE_LEDGER_DIR"] == "/var/lib/workbridge/ledger"
+    assert raw_config(docs, workers)["ledger"]["dir"] == "/var/lib/workbridge/ledger"
+    assert "env" not in container(workers)  # no longer an environment variable
     mounts = {m["name"]: m["mountPath"] for m in container(workers)["volumeMounts"]}
     assert mounts["ledger"] == "/var/lib/workbridge/ledger"
     volumes = {v["name"]: v for v in workers["spec"]["template"]["spec"]["volumes"]}

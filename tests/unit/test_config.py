@@ -498,3 +498,13 @@ def test_rate_limit_within_the_documented_one_is_accepted() -> None:
 def test_rate_limit_above_documented_only_when_asked_for() -> None:
     raw = minimal(rate_limit={"requests": 1000, "per_seconds": 1, "above_documented": True})
     assert parse_config(raw).instances[0].rate_limit is not None
+
+
+def test_the_ledger_index_dir_is_the_config_key_else_the_environment_else_private() -> None:
+    from adapters.settings import LEDGER_DIR_ENV, LedgerConfig
+
+    assert LedgerConfig(dir="/data/ledger").index_dir({LEDGER_DIR_ENV: "/env"}) == "/data/ledger"
+    assert LedgerConfig().index_dir({LEDGER_DIR_ENV: "/env"}) == "/env"
+    assert LedgerConfig().index_dir({LEDGER_DIR_ENV: ""}) is None
+    assert LedgerConfig().index_dir({}) is None
+    assert LedgerConfig().restore_stall_s == 120.0

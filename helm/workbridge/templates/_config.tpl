@@ -192,5 +192,9 @@ time through Kafka (group <prefix>.<name>.budget), so nothing in it is per proce
 {{- end }}
 
 {{- $config := dict "log_level" $v.log_level "kafka" $kafka "server" $server "roles" $roles "instances" $instances }}
+{{- /* The idempotency ledger's on-disk index: the workers' volume (deployment.yaml) */}}
+{{- if and (eq .component "workers") $v.workers.roles.commands }}
+{{- $_ := set $config "ledger" (dict "dir" "/var/lib/workbridge/ledger") }}
+{{- end }}
 {{- toYaml $config }}
 {{- end }}
