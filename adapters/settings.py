@@ -235,6 +235,10 @@ class PollingConfig(_Base):
     # How far behind the vendor's `Date` the next pass starts: that header has whole
     # seconds. Default: the vendor's declaration (1 s for a listing).
     date_margin_s: Annotated[float, msgspec.Meta(ge=0)] | None = None
+    # Leave out a polled version whose event a webhook already put on the topic (same id),
+    # where the vendor's listing declares it can (MOCO; CLOUDWORK|PRO's missed-webhook
+    # recovery). false: publish every version read (a consumer deduplicates by id).
+    skip_published: bool = True
     # The most of this process's share of the vendor budget that polls may take in a window,
     # so that commands are never starved by many (entity, resource) tasks. 1: no reserve.
     max_budget_share: Annotated[float, msgspec.Meta(gt=0, le=1)] = 0.5

@@ -60,8 +60,8 @@ from adapters.core.pagination import (
     PaginationLoop,
     dig,
 )
-from adapters.core.poll_state import ListState, StateError
-from adapters.core.record_details import pass_floor, with_details
+from adapters.core.poll_state import ListState, StateError, pass_floor
+from adapters.core.record_details import with_details
 from adapters.core.rest_command import PathFieldInvalid, path_segment
 from adapters.core.scopes import ListedScopes
 from adapters.core.vendor import EventDraft, PollResource, PollSpec

@@ -38,7 +38,7 @@ from adapters.core.change_source import PollContext, PolledRecord, RecordMapper,
 from adapters.core.list_source import ListByReplicationKey
 from adapters.core.pagination import CursorPaginator, PageRequest
 from adapters.core.poll_state import ListState, decode_list_state
-from adapters.core.record_details import pass_floor, with_details
+from adapters.core.record_details import with_details
 from adapters.core.vendor import EventDraft, PollResource, PollSpec, WebhookMapper
 from adapters.core.vendor_http import VendorResponse
 from adapters.core.webhook_recovery import as_delivered
@@ -204,6 +204,7 @@ class Recovery:
             records_at=("data",),
             params={"sortBy": f"{NOTIFICATION_TIME_FIELD}:desc"},
             newest_first=True,
+            skip_published=self.clock_margin,
         )
 
     def initial(self) -> ListState:
@@ -220,14 +221,9 @@ class Recovery:
         if state.mark is None and state.listing is None:
             lookback = CloudworkProOptions.cast(ctx.options).recovery_lookback_s
             state = replace_mark(state, ctx.now() - timedelta(seconds=lookback))
-        published: set[str] = set()
-        floor = pass_floor(state, ctx.settings.overlap)
-        if ctx.published_since is not None and floor is not None:
-            published = await ctx.published_since(floor - self.clock_margin)
         ctx = with_normalised(ctx, normalised_notification)
         async for step in self._listing(ctx).run(ctx, state):
-            fresh = [e for e in step.events if e.id not in published]
-            yield Step(fresh, step.dead, step.state) if len(fresh) != len(step.events) else step
+            yield step
 
 
 def replace_mark(state: ListState, mark: datetime) -> ListState:

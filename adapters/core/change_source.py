@@ -69,6 +69,8 @@ class PollSettings:
     max_pages: int | None = None
     seen_limit: int | None = None
     date_margin: timedelta | None = None
+    # `polling.skip_published`: a source that can leave out what is on the topic does.
+    skip_published: bool = True
 
     @classmethod
     def of(cls, cfg: PollingConfig) -> PollSettings:
@@ -81,6 +83,7 @@ class PollSettings:
             max_pages=cfg.max_pages,
             seen_limit=cfg.seen_limit,
             date_margin=None if cfg.date_margin_s is None else timedelta(seconds=cfg.date_margin_s),
+            skip_published=cfg.skip_published,
         )
 
 

@@ -8,7 +8,7 @@ A version newer than this release knows is refused rather than misread (a downgr
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import msgspec
 
@@ -124,3 +124,10 @@ def _check(header: _Header, kind: str, newest: int) -> None:
         raise StateError(
             f"committed {kind} state has version {header.v}; this release reads up to {newest}"
         )
+
+
+def pass_floor(state: ListState, overlap: timedelta) -> datetime | None:
+    """The lower bound of the pass `state` is in (or starts): None lists everything."""
+    if state.listing is not None:
+        return state.listing.floor
+    return state.mark - overlap if state.mark is not None else None

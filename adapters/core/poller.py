@@ -453,7 +453,7 @@ class PollRunner:
         return TrackingView(self.kafka, self.inst.topics.tracked, client_id=client_id)
 
     def _recent_events(self, res: PollResource, key: str) -> RecentEvents | None:
-        if not needs_of(res.source).published:
+        if not (needs_of(res.source).published and self.inst.cfg.polling.skip_published):
             return None
         client_id = f"{self.kafka.client_id}-{self.inst.name}-recent-{key}"
         return RecentEvents(self.kafka, self.inst.topics.events, client_id=client_id)

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping
-from datetime import datetime, timedelta
 from typing import Any
 
 import msgspec
@@ -20,16 +19,9 @@ import msgspec
 from adapters.core.change_source import PollContext, PollError
 from adapters.core.list_source import ListByReplicationKey
 from adapters.core.pagination import JsonPath, PageRequest, dig
-from adapters.core.poll_state import ListState
+from adapters.core.poll_state import ListState, pass_floor
 from adapters.core.rest_command import PathFieldInvalid, path_segment
 from adapters.core.vendor_http import VendorResponse
-
-
-def pass_floor(state: ListState, overlap: timedelta) -> datetime | None:
-    """The lower bound of the pass `state` is in (or starts): None lists everything."""
-    if state.listing is not None:
-        return state.listing.floor
-    return state.mark - overlap if state.mark is not None else None
 
 
 def with_details(

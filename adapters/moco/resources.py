@@ -12,7 +12,12 @@ from adapters.core.list_source import ListByReplicationKey
 from adapters.core.pagination import HeaderLinkPaginator
 from adapters.core.vendor import PollResource, PollSpec
 from adapters.moco.ids import change_event_id, parse_time
-from adapters.moco.undocumented import PAGE_SIZE_PARAM, POLL_PARAMS, RESOURCE_PATHS
+from adapters.moco.undocumented import (
+    PAGE_SIZE_PARAM,
+    POLL_PARAMS,
+    PUBLISHED_MARGIN,
+    RESOURCE_PATHS,
+)
 
 _SINGULAR = {
     "projects": "project",
@@ -55,6 +60,8 @@ def listing(name: str, path: str) -> ListByReplicationKey:
         params=POLL_PARAMS,
         # POLL_PARAMS ask for it; every page is checked against it.
         newest_first=True,
+        # A version its webhook already published (same id, ids.py) is not published again.
+        skip_published=PUBLISHED_MARGIN,
     )
 
 

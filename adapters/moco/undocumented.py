@@ -7,6 +7,8 @@ Each entry is marked `# not in the vendor document`. An instance overrides paths
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from adapters.settings import PolledVendorOptions
 
 # Collection paths. The document shows only /projects, /customers and /offers.
@@ -53,6 +55,11 @@ PAGE_SIZE_PARAM = "per_page"  # not in the vendor document
 # guess. Whatever the vendor sends back is checked page by page, and an instance may change
 # or drop (null) a parameter per resource in `options.poll_params`.
 POLL_PARAMS = {"sort_by": "updated_at desc"}  # not in the vendor document
+
+# How far before a pass's floor a poll reads the events topic back for what the webhooks
+# published (a push is produced after its change; this covers Kafka's clock behind MOCO's).
+# A choice, not in the vendor document; `polling.skip_published: false` turns skipping off.
+PUBLISHED_MARGIN = timedelta(minutes=5)
 
 
 class MocoOptions(PolledVendorOptions, kw_only=True, forbid_unknown_fields=True):

@@ -3,11 +3,13 @@ through `needs_of` (not by looking for particular classes or attributes)."""
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 from adapters.cloudworkpro.resources import Recovery
 from adapters.cmo.resources import WATCH
 from adapters.core.change_source import NEEDS_NOTHING, SourceNeeds, needs_of
+from adapters.core.list_source import ListByReplicationKey
 from adapters.core.watch_source import OptionIds, WatchTrackedIds, watched_event
 from adapters.moco.resources import POLL as MOCO_POLL
 from adapters.registry import VENDORS
@@ -26,16 +28,19 @@ def test_a_missed_webhook_recovery_needs_the_published_ids() -> None:
     assert needs_of(recovery) == SourceNeeds(published=True)
 
 
-def test_a_plain_listing_and_an_undeclaring_source_need_nothing() -> None:
+def test_a_listing_needs_the_published_ids_only_when_it_skips_them() -> None:
     @dataclass(frozen=True)
     class Bare:
         path: str = "/x"
 
     assert needs_of(Bare()) == NEEDS_NOTHING
-    assert {needs_of(r.source) for r in MOCO_POLL.resources.values()} == {NEEDS_NOTHING}
+    moco = next(iter(MOCO_POLL.resources.values())).source
+    assert isinstance(moco, ListByReplicationKey)
+    assert needs_of(moco) == SourceNeeds(published=True)
+    assert needs_of(dataclasses.replace(moco, skip_published=None)) == NEEDS_NOTHING
 
 
-def test_across_the_registry_only_cmo_reads_tracking_and_only_cloudworkpro_published() -> None:
+def test_across_the_registry_who_reads_tracking_and_published_ids() -> None:
     tracking, published = set(), set()
     for vendor, spec in VENDORS.items():
         for name, res in spec.poll.resources.items() if spec.poll else ():
@@ -45,4 +50,6 @@ def test_across_the_registry_only_cmo_reads_tracking_and_only_cloudworkpro_publi
             if needs.published:
                 published.add((vendor, name))
     assert tracking == {("cmo", "actions")}
-    assert {v for v, _ in published} == {"cloudworkpro"}
+    # MOCO's polls leave out what its webhooks published; CLOUDWORK|PRO's recovery does.
+    assert {v for v, _ in published} == {"moco", "cloudworkpro"}
+    assert ("cloudworkpro", "webhook_notifications") in published

@@ -238,3 +238,44 @@ def test_poll_settings_of_an_instance_carry_its_overrides() -> None:
     assert settings.overlap == timedelta(seconds=4)
     unset = PollSettings.of(PollingConfig())
     assert (unset.max_pages, unset.seen_limit, unset.date_margin) == (None, None, None)
+
+
+async def test_a_listing_that_skips_published_leaves_out_what_is_on_the_topic() -> None:
+    page = {**ONE_PAGE, "data": [work_order(1, 3610), work_order(2, 3620)]}
+    date = {"date": "Wed, 24 Sep 2025 15:00:00 GMT"}
+    answers = [(200, {**ONE_PAGE, "data": [work_order(3, 0)]}, date, {}), (200, page, date, {})]
+    margin = timedelta(minutes=5)
+    asked: list[datetime] = []
+
+    def runner(skip: bool) -> Runner:
+        run = Runner(
+            source(PageNumberPaginator(), skip_published=margin), Stub(*answers), page_size=10
+        )
+
+        async def published_since(since: datetime) -> set[str]:
+            asked.append(since)
+            return {first_id}
+
+        run.ctx = dataclasses.replace(
+            run.ctx,
+            published_since=published_since,
+            settings=dataclasses.replace(run.ctx.settings, skip_published=skip),
+        )
+        return run
+
+    probe = Runner(source(PageNumberPaginator()), Stub((200, page, date, {})), page_size=10)
+    first_id = (await probe.cycle()).events[0].id  # the id work order 1's version gets
+
+    run = runner(skip=True)
+    # The first pass has no floor: nothing is read back, everything is published.
+    assert (await run.cycle()).subjects == ["work_order/3"]
+    assert asked == []
+    second = await run.cycle()
+    assert second.subjects == ["work_order/2"]
+    floor = T + timedelta(hours=1) - timedelta(seconds=1) - timedelta(seconds=2)  # mark - overlap
+    assert asked == [floor - margin]
+    assert run.state.seen  # what was left out still counts as seen by the next pass
+
+    off = runner(skip=False)  # polling.skip_published: false publishes every version
+    await off.cycle()
+    assert sorted((await off.cycle()).subjects) == ["work_order/1", "work_order/2"]
