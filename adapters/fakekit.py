@@ -1,4 +1,11 @@
-"""Vendor-agnostic machinery shared by the fake vendor servers (`FakeMoco`, `FakeMobilityWork`).
+"""Vendor-agnostic machinery shared by the five fake vendor servers: the kit's base module.
+
+The kit, one job a module: this one (server lifecycle, faults, webhook delivery),
+`fakekit_pipeline` (the request pipeline with a hook per vendor step), `fakekit_control` (the
+shared `/_fake/` routes), `fakekit_logs` (request and write log entries), `fakekit_auth`
+(static keys, issued tokens), `fakekit_limits` (rate limits), `fakekit_pages` (pagination),
+`fakekit_errors` (error envelopes) and `fakekit_main` (serving a fake standalone). A vendor's
+fake keeps only its own behaviour.
 
 `FakeServer` is the base class: server lifecycle (`start`/`stop`/`async with`, HTTP or, with
 `ssl_context`, HTTPS and mutual TLS), base and control URLs, `fail_next`/`delay_next`

@@ -1,8 +1,13 @@
-"""Fake vendors' token exchange: JWTs with an expiry, revocable, as CMO and CLOUDWORK|PRO issue.
+"""Fake vendors' authentication: static API keys in a header, and issued, expiring tokens.
 
-A fake declares how long its tokens live (CMO's document: 20 minutes by default) and uses
-`issue` in its token endpoint and `subject` on every API call. Tests shorten lifetimes,
-expire or revoke tokens to see a client refresh before expiry and after a 401.
+- `KeyHeader` and `StaticKeys`: a static key sent in one header after a fixed prefix (MOCO's
+  `Authorization: Token token=KEY`, Mobility Work's `Api-Key: KEY`, Click Maint's
+  `Authorization: Bearer KEY`), and the keys a fake accepts with whom each belongs to.
+- `FakeTokenIssuer`: JWTs (or opaque tokens) with an expiry, revocable, as CMO and
+  CLOUDWORK|PRO issue. A fake declares how long its tokens live (CMO's document: 20 minutes
+  by default) and uses `issue` in its token endpoint and `subject` on every API call. Tests
+  shorten lifetimes, expire or revoke tokens to see a client refresh before expiry and after
+  a 401; `TokenHandles` gives a fake those test handles.
 """
 
 from __future__ import annotations
@@ -12,9 +17,51 @@ import hashlib
 import hmac
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Generic, TypeVar
 
 import msgspec
+
+OwnerT = TypeVar("OwnerT")
+
+
+@dataclass(frozen=True)
+class KeyHeader:
+    """Where a vendor's static API key travels: header `name`, after `prefix`."""
+
+    name: str
+    prefix: str = ""
+    # Whether white space around the key is dropped (Click Maint's fake) or is part of the
+    # key as sent (MOCO's: `Token token= KEY` is a wrong key).
+    strip: bool = False
+
+    def read(self, headers: Mapping[str, str]) -> str | None:
+        """The key a request sends, or None without the header or its prefix."""
+        value = headers.get(self.name)
+        if value is None or not value.startswith(self.prefix):
+            return None
+        key = value.removeprefix(self.prefix)
+        return key.strip() if self.strip else key
+
+
+class StaticKeys(Generic[OwnerT]):
+    """The static API keys a fake accepts in `header`, each with its owner (a user id, …)."""
+
+    def __init__(self, header: KeyHeader, keys: Mapping[str, OwnerT] | None = None) -> None:
+        self.header = header
+        self._owners: dict[str, OwnerT] = dict(keys or {})
+
+    def add(self, key: str, owner: OwnerT) -> None:
+        """Accept `key` too, as `owner`'s."""
+        self._owners[key] = owner
+
+    def check(self, headers: Mapping[str, str]) -> tuple[str, OwnerT] | None:
+        """(key, owner) for a request that sends a known key, else None (a 401)."""
+        key = self.header.read(headers)
+        if key is None or key not in self._owners:
+            return None
+        return key, self._owners[key]
 
 
 def _b64(data: bytes) -> str:
@@ -86,3 +133,22 @@ class FakeTokenIssuer:
     def expire_all(self) -> None:
         """Every token issued so far stops working now."""
         self._expiry.clear()
+
+
+class TokenHandles:
+    """The test handles of a fake whose token endpoint issues from `_issuer`."""
+
+    _issuer: FakeTokenIssuer
+
+    @property
+    def tokens_issued(self) -> int:
+        """How many tokens the fake's token endpoint handed out."""
+        return len(self._issuer.issued)
+
+    def expire_tokens(self) -> None:
+        """Every token issued so far stops working now (the API answers 401)."""
+        self._issuer.expire_all()
+
+    def revoke_token(self, token: str) -> None:
+        """One token stops working now (the API answers 401)."""
+        self._issuer.revoke(token)

@@ -4,6 +4,7 @@ A fake declares its budget and how it says so: MOCO only answers 429 (with `Retr
 where configured); Click Maint sends `X-RateLimit-Limit/Remaining/Reset` (the reset as a
 Unix time) on every answer and `retry-after` on a 429. `check` is called on arrival and
 returns whether the request is admitted and the headers to add to the answer.
+`max_in_any_window` tells a test how close to its budget a client went.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 import math
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 
@@ -80,3 +81,15 @@ class FakeRateLimit:
                 name = self.headers.retry_after if self.headers else "Retry-After"
                 headers[name] = str(max(1, math.ceil(wait)))
         return Verdict(admitted, headers, wait)
+
+
+def max_in_any_window(times: Iterable[float], window_s: float) -> int:
+    """Most of `times` (arrivals, in seconds) that fall in any `[t, t+window_s)`."""
+    ordered = sorted(times)
+    best = 0
+    start = 0
+    for end, moment in enumerate(ordered):
+        while ordered[start] <= moment - window_s:
+            start += 1
+        best = max(best, end - start + 1)
+    return best

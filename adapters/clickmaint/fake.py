@@ -38,7 +38,10 @@ they are (`location_id` is not rendered as `location: {…}`); timestamps have s
 
 The shared parts come from the fake kit: `MetaPaginationPages` (adapters/fakekit_pages.py)
 cuts listings, `FakeRateLimit` with `LimitHeaders` (adapters/fakekit_limits.py) is the sliding
-window and its headers, `ClickMaintErrors` (adapters/fakekit_errors.py) the error envelope.
+window and its headers, `ClickMaintErrors` (adapters/fakekit_errors.py) the error envelope,
+`StaticKeys` (adapters/fakekit_auth.py) checks the Bearer keys, and `PipelineServer`
+(adapters/fakekit_pipeline.py) runs every request through faults, the arrival checks, the
+delay and the log.
 
 Every answer carries a `Date` from the fake's clock (the one that stamps `updated_at`), as a
 server's does.
@@ -48,12 +51,12 @@ request and every batch operation with its status), `calls` (accepted writes),
 `arrival_times`, `request_times`, `rejected_429`, `max_requests_in_any_window`; records by hand
 (`add_entity`, `create_record`, `update_record`, `delete_record`, `records`, `get_record`,
 `transactions`); `after_list_page` to change records while a listing is being paged; and an
-unauthenticated control API under `/_fake/` (see `_build_app`).
+unauthenticated control API under `/_fake/` (the kit's `fail_next`, `delay_next`, `requests`,
+`calls`, and Click Maint's own entities and records; see `_build_app`).
 """
 
 from __future__ import annotations
 
-import asyncio
 import copy
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -67,10 +70,15 @@ import msgspec
 from aiohttp import web
 from yarl import URL
 
-from adapters.fakekit import FakeServer, json_response, read_json_object
+from adapters.fakekit import json_response, read_json_object
+from adapters.fakekit_auth import KeyHeader, StaticKeys
+from adapters.fakekit_control import mount_control_routes
 from adapters.fakekit_errors import ClickMaintErrors
-from adapters.fakekit_limits import FakeRateLimit, LimitHeaders, Verdict
+from adapters.fakekit_limits import FakeRateLimit, LimitHeaders, Verdict, max_in_any_window
+from adapters.fakekit_logs import CallLogEntry
+from adapters.fakekit_logs import RequestLogEntry as BaseRequestLogEntry
 from adapters.fakekit_pages import MetaPaginationPages, PageQueryError
+from adapters.fakekit_pipeline import Arrival, PipelineServer, injected_reason
 
 Record = dict[str, Any]
 """A Click Maint record as the API shows it: `id`, `created_at`, `updated_at`, …"""
@@ -383,30 +391,23 @@ def parse_timestamp(value: str) -> datetime | None:
     return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
 
 
-class RequestLogEntry(msgspec.Struct, kw_only=True):
+class RequestLogEntry(BaseRequestLogEntry, kw_only=True):
     """One API request, or one operation of a batch (`batch_op` = its index), with its
-    status; `entity` is the X-Entity-Id as sent; `at` is the arrival (monotonic)."""
+    status; `entity` is the X-Entity-Id as sent."""
 
-    method: str
-    path: str
     query: str
     entity: str | None
-    status: int
-    at: float
     batch_op: int | None = None
 
 
-class RecordedCall(msgspec.Struct, kw_only=True):
+class RecordedCall(CallLogEntry, kw_only=True):
     """One accepted (2xx) write through the API (also from inside a batch)."""
 
-    method: str
-    path: str
     resource: str
     action: str
     entity_id: int
     record_id: int | None
     status: int
-    json: Any
     batch_op: int | None = None
 
 
@@ -613,7 +614,14 @@ def _int_id(raw: str) -> int | None:
     return int(raw) if raw.isascii() and raw.isdigit() else None
 
 
-class FakeClickMaint(FakeServer[None]):
+# Documented: `Authorization: Bearer YOUR_API_KEY`.
+_API_KEY = KeyHeader("Authorization", "Bearer ", strip=True)
+
+_Arrived = tuple[str | None, _Call]
+"""A request on arrival: its valid API key (None: none or a wrong one) and the call."""
+
+
+class FakeClickMaint(PipelineServer[None, _Arrived]):
     """A fake Click Maint API server; see the module docstring and `FakeClickMaintBehaviour`.
 
     `base_url` (after `start`) is the API root `http://host:port/api/v1`, like the document's
@@ -656,7 +664,7 @@ class FakeClickMaint(FakeServer[None]):
         super().__init__()
         self.behaviour = behaviour or FakeClickMaintBehaviour()
         self._clock: Callable[[], datetime] = clock or (lambda: datetime.now(UTC))
-        self._api_keys: set[str] = {api_key}
+        self._api_keys = StaticKeys(_API_KEY, {api_key: None})
         self.customer: dict[str, Any] = dict(customer or DEFAULT_CUSTOMER)
         self._entities: dict[int, Record] = {}
         self._store: dict[tuple[int, str], dict[int, Record]] = {}
@@ -688,10 +696,7 @@ class FakeClickMaint(FakeServer[None]):
 
     def _build_app(self) -> web.Application:
         app = web.Application()
-        app.router.add_get("/_fake/calls", self._ctl_calls)
-        app.router.add_get("/_fake/requests", self._ctl_requests)
-        app.router.add_post("/_fake/fail_next", self._ctl_fail_next)
-        app.router.add_post("/_fake/delay_next", self._ctl_delay_next)
+        mount_control_routes(app, self)
         app.router.add_get("/_fake/entities", self._ctl_entities)
         app.router.add_post("/_fake/entities", self._ctl_add_entity)
         app.router.add_get("/_fake/entities/{entity}/{resource}", self._ctl_records)
@@ -712,19 +717,12 @@ class FakeClickMaint(FakeServer[None]):
     def add_api_key(self, api_key: str) -> None:
         """Accept another API key of the same account (with its own rate-limit budget when
         `rate_limit_scope` is "api_key")."""
-        self._api_keys.add(api_key)
+        self._api_keys.add(api_key, None)
 
     def max_requests_in_any_window(self, window_s: float) -> int:
         """Most arrivals counted by the rate limit (see `arrival_times`) in any
         `[t, t+window_s)`."""
-        times = sorted(self.arrival_times)
-        best = 0
-        start = 0
-        for end, moment in enumerate(times):
-            while times[start] <= moment - window_s:
-                start += 1
-            best = max(best, end - start + 1)
-        return best
+        return max_in_any_window(self.arrival_times, window_s)
 
     def add_entity(self, fields: Mapping[str, Any]) -> Record:
         """Add an entity to the account (`id` required); it gets empty resources."""
@@ -842,13 +840,6 @@ class FakeClickMaint(FakeServer[None]):
 
     # ------------------------------------------------------------------ API: transport
 
-    def _api_key_of(self, request: web.Request) -> str | None:
-        header = request.headers.get("Authorization", "")
-        if not header.startswith("Bearer "):
-            return None
-        key = header.removeprefix("Bearer ").strip()
-        return key if key in self._api_keys else None
-
     def _limit_key(self, api_key: str, remote: str | None) -> str:
         if self.behaviour.rate_limit_scope == "ip":
             return f"ip:{remote or 'unknown'}"
@@ -882,12 +873,9 @@ class FakeClickMaint(FakeServer[None]):
     def _error(self, status: int, message: str) -> _Result:
         return _Result(status, {"status": "error", "message": message})
 
-    async def _api(self, request: web.Request) -> web.StreamResponse:
-        now = time.monotonic()
-        api_key = self._api_key_of(request)
-        # Decide everything on arrival, synchronously, so concurrent requests are judged in
-        # arrival order and a delay only slows the answer.
-        delay, injected = self._take_faults()
+    def _arrive(self, request: web.Request, at: float) -> _Arrived:
+        identity = self._api_keys.check(request.headers)
+        api_key = identity[0] if identity is not None else None
         call = _Call(
             method=request.method,
             path=request.path,
@@ -897,43 +885,50 @@ class FakeClickMaint(FakeServer[None]):
             entity=request.headers.get("X-Entity-Id"),
             limit_key=self._limit_key(api_key or "", request.remote),
         )
-        early: web.Response | None = None
-        if injected is not None:
-            status, retry_after = injected
-            headers = {} if retry_after is None else {"retry-after": f"{retry_after:g}"}
-            early = self._errors().response(status, f"injected failure ({status})", headers)
-        elif api_key is None:
-            early = self._errors().invalid_api_key()
-        elif not (self._is_batch(call) and self.behaviour.batch_rate_limit == "per_op"):
-            verdict = self._count(call, now)
-            if verdict is not None and not verdict.admitted:
-                early = self._errors().response(429, "Too many requests", verdict.headers)
-        if early is not None:
-            early.headers["Date"] = self._http_date()
-        # The request is whole once it arrived: a client that hangs up during a delay does
-        # not undo it, as at a real server that already has the body.
-        call.body = _decode_body(await request.read())
-        if delay > 0:
-            await asyncio.sleep(delay)
-        if early is not None:
-            response = early
-        else:
-            result = self._execute(call)
-            if self._is_batch(call) and call.limit_headers is None:
-                # "per_op": a batch refused before any op ran counts as one request.
-                self._count(call, now)
-            response = self._respond(result, call.limit_headers)
+        return api_key, call
+
+    def _injected(self, status: int, retry_after: float | None) -> web.Response:
+        headers = {} if retry_after is None else {"retry-after": f"{retry_after:g}"}
+        return self._dated(self._errors().response(status, injected_reason(status), headers))
+
+    def _admit(self, request: web.Request, state: _Arrived, at: float) -> web.Response | None:
+        api_key, call = state
+        if api_key is None:
+            return self._dated(self._errors().invalid_api_key())
+        if self._is_batch(call) and self.behaviour.batch_rate_limit == "per_op":
+            return None  # its ops are counted as they run
+        verdict = self._count(call, at)
+        if verdict is not None and not verdict.admitted:
+            return self._dated(self._errors().response(429, "Too many requests", verdict.headers))
+        return None
+
+    def _dated(self, response: web.Response) -> web.Response:
+        """`response` with the `Date` of now (an answer decided on arrival is dated then)."""
+        response.headers["Date"] = self._http_date()
+        return response
+
+    async def _dispatch(self, request: web.Request, arrival: Arrival[_Arrived]) -> web.Response:
+        call = arrival.state[1]
+        call.body = _decode_body(arrival.body)
+        result = self._execute(call)
+        if self._is_batch(call) and call.limit_headers is None:
+            # "per_op": a batch refused before any op ran counts as one request.
+            self._count(call, arrival.at)
+        return self._respond(result, call.limit_headers)
+
+    def _log_request(
+        self, request: web.Request, arrival: Arrival[_Arrived], response: web.Response
+    ) -> None:
         self.requests.append(
             RequestLogEntry(
                 method=request.method,
                 path=request.path,
                 query=request.query_string,
-                entity=call.entity,
+                entity=arrival.state[1].entity,
                 status=response.status,
-                at=now,
+                at=arrival.at,
             )
         )
-        return response
 
     def _respond(self, result: _Result, limit_headers: Mapping[str, str] | None) -> web.Response:
         headers = {**(limit_headers or {}), **result.headers, "Date": self._http_date()}
@@ -1593,34 +1588,6 @@ class FakeClickMaint(FakeServer[None]):
         if entity_id not in self._entities or resource not in RESOURCES:
             raise web.HTTPNotFound(text=f"no entity {entity_id} or resource {resource}")
         return entity_id, resource
-
-    async def _ctl_calls(self, request: web.Request) -> web.Response:
-        """GET /_fake/calls: the accepted writes."""
-        return json_response(self.calls)
-
-    async def _ctl_requests(self, request: web.Request) -> web.Response:
-        """GET /_fake/requests: every API request and batch op with its status."""
-        return json_response(self.requests)
-
-    async def _ctl_fail_next(self, request: web.Request) -> web.Response:
-        """POST /_fake/fail_next {"n", "status", "retry_after"?}."""
-        body = await read_json_object(request)
-        try:
-            n, status = int(body["n"]), int(body["status"])
-            retry_after = body.get("retry_after")
-            self.fail_next(n, status, None if retry_after is None else float(retry_after))
-        except (KeyError, TypeError, ValueError):
-            raise web.HTTPBadRequest(text="need n, status and an optional retry_after") from None
-        return web.Response(status=204)
-
-    async def _ctl_delay_next(self, request: web.Request) -> web.Response:
-        """POST /_fake/delay_next {"n", "seconds"}."""
-        body = await read_json_object(request)
-        try:
-            self.delay_next(int(body["n"]), float(body["seconds"]))
-        except (KeyError, TypeError, ValueError):
-            raise web.HTTPBadRequest(text="need n and seconds") from None
-        return web.Response(status=204)
 
     async def _ctl_entities(self, request: web.Request) -> web.Response:
         """GET /_fake/entities: the account's entities."""

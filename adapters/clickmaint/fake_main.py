@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import signal
 import sys
 from typing import Any
 
@@ -20,6 +19,7 @@ import msgspec
 
 from adapters.clickmaint.dev import seed
 from adapters.clickmaint.fake import DEFAULT_ENTITY, FakeClickMaint, FakeClickMaintBehaviour
+from adapters.fakekit_main import serve
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -75,16 +75,7 @@ async def _serve(args: argparse.Namespace) -> None:
     )
     if args.seed:
         seed(fake)
-    stopping = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, stopping.set)
-    base_url = await fake.start(args.host, args.port)
-    print(f"fake Click Maint API at {base_url} (control API at {fake.control_url})", flush=True)
-    try:
-        await stopping.wait()
-    finally:
-        await fake.stop()
+    await serve(fake, args.host, args.port, "Click Maint")
 
 
 def main(argv: list[str] | None = None) -> int:

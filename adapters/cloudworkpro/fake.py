@@ -44,6 +44,13 @@ stored as sent; a status change and a document upload are changes of the work or
 (`WORKORDER.UPDATE`, where that event is switched on); the error codes other than `WO_0005`
 (`ERROR_CODES`) are made up.
 
+The shared parts come from the fake kit: `CursorPages` (adapters/fakekit_pages.py) cuts
+listings, `FakeRateLimit` (adapters/fakekit_limits.py) is the sliding window,
+`CloudworkProErrors` (adapters/fakekit_errors.py) the error envelope, `FakeTokenIssuer` and
+`TokenHandles` (adapters/fakekit_auth.py) issue and expire tokens, and `PipelineServer`
+(adapters/fakekit_pipeline.py) runs every request through faults, the token and rate-limit
+checks on arrival, the delay and the log.
+
 Test handles: `fail_next`/`delay_next` (from `FakeServer`; an injected answer comes before
 authentication), the logs `requests` (every API request, its status, whether its token was
 good), `calls` (accepted writes), `uploads` (documents as received), `deliveries` (every
@@ -53,7 +60,8 @@ credentials (`add_client`, `set_permissions`, `tokens_issued`, `tokens`, `expire
 `records`, `get_record`, `add_work_type`) with `after_list_page` to change them while a listing
 is being paged; webhooks (`add_listener`, `remove_listener`, `notify`, `notifications`,
 `redeliver`, `webhooks_down`, `lose_next`); and an unauthenticated control API under `/_fake/`
-(see `_build_app`).
+(the kit's `fail_next`, `delay_next`, `requests`, `calls`, `expire_tokens`, and CLOUDWORK|PRO's
+own records, listeners and notifications; see `_build_app`).
 """
 
 from __future__ import annotations
@@ -100,16 +108,19 @@ from adapters.cloudworkpro.undocumented import (
 from adapters.fakekit import (
     Attempt,
     DeliveryRecord,
-    FakeServer,
     RetryPolicy,
     json_response,
     read_json_object,
     retry_after_headers,
 )
-from adapters.fakekit_auth import FakeTokenIssuer
+from adapters.fakekit_auth import FakeTokenIssuer, TokenHandles
+from adapters.fakekit_control import mount_control_routes
 from adapters.fakekit_errors import CloudworkProErrors
 from adapters.fakekit_limits import FakeRateLimit
+from adapters.fakekit_logs import CallLogEntry
+from adapters.fakekit_logs import RequestLogEntry as BaseRequestLogEntry
 from adapters.fakekit_pages import CursorPages, PageQueryError
+from adapters.fakekit_pipeline import Arrival, PipelineServer, injected_reason
 
 _Post = str | bytes | bytearray | web.FileField
 """One field of a form-data body as aiohttp reads it."""
@@ -401,32 +412,25 @@ def is_object_id(value: str) -> bool:
     return len(value) == 24 and all(c in "0123456789abcdefABCDEF" for c in value)
 
 
-class RequestLogEntry(msgspec.Struct, kw_only=True):
+class RequestLogEntry(BaseRequestLogEntry, kw_only=True):
     """One API request: its status, the envelope's `code` when the answer has one (400 for
-    a bad request answered HTTP 200), whether a good token came with it, whose it was, its
-    arrival (monotonic) and whether `fail_next` answered it."""
+    a bad request answered HTTP 200), whether a good token came with it, whose it was and
+    whether `fail_next` answered it."""
 
-    method: str
-    path: str
     query: str
-    status: int
     code: int | None
     auth_ok: bool
     client_id: str | None
-    at: float
     injected: bool = False
 
 
-class RecordedCall(msgspec.Struct, kw_only=True):
+class RecordedCall(CallLogEntry, kw_only=True):
     """One accepted write through the API (`json` is the body; None for form-data)."""
 
-    method: str
-    path: str
     resource: str
     action: str
     record_id: str
     client_id: str
-    json: Any
 
 
 class Upload(msgspec.Struct, kw_only=True):
@@ -530,6 +534,16 @@ class _Route:
     template: str
     permission: str | None
     body: Literal["json", "multipart", "none"]
+
+
+@dataclass
+class _Arrived:
+    """A request as judged on arrival: its route, its good token's client, its body."""
+
+    matched: tuple[_Route, dict[str, str]] | None
+    client_id: str | None
+    content_type: str | None = None
+    form: MultiDictProxy[_Post] | None = None
 
 
 @dataclass(frozen=True)
@@ -654,7 +668,7 @@ def _envelope_code(response: web.Response) -> int | None:
     return code if isinstance(code, int) else None
 
 
-class FakeCloudworkPro(FakeServer[WebhookMessage]):
+class FakeCloudworkPro(TokenHandles, PipelineServer[WebhookMessage, _Arrived]):
     """A fake CLOUDWORK|PRO API server; see the module docstring and
     `FakeCloudworkProBehaviour`.
 
@@ -728,14 +742,12 @@ class FakeCloudworkPro(FakeServer[WebhookMessage]):
     def _build_app(self) -> web.Application:
         # Documents may be large; aiohttp's default body limit is 1 MiB.
         app = web.Application(client_max_size=64 * 1024 * 1024)
-        app.router.add_get("/_fake/requests", self._ctl_requests)
-        app.router.add_get("/_fake/calls", self._ctl_calls)
+        # Before /_fake/{resource}, which would catch these paths (aiohttp matches in
+        # registration order).
+        mount_control_routes(app, self, tokens=self._issuer)
         app.router.add_get("/_fake/uploads", self._ctl_uploads)
         app.router.add_get("/_fake/deliveries", self._ctl_deliveries)
         app.router.add_get("/_fake/notifications", self._ctl_notifications)
-        app.router.add_post("/_fake/fail_next", self._ctl_fail_next)
-        app.router.add_post("/_fake/delay_next", self._ctl_delay_next)
-        app.router.add_post("/_fake/expire_tokens", self._ctl_expire_tokens)
         app.router.add_post("/_fake/listeners", self._ctl_add_listener)
         app.router.add_post("/_fake/webhooks_down", self._ctl_webhooks_down)
         app.router.add_post("/_fake/redeliver/{id}", self._ctl_redeliver)
@@ -771,22 +783,9 @@ class FakeCloudworkPro(FakeServer[WebhookMessage]):
         self._clients[client_id] = _Client(self._clients[client_id].secret, frozenset(permissions))
 
     @property
-    def tokens_issued(self) -> int:
-        """How many tokens `POST /auth/token` has handed out."""
-        return len(self._issuer.issued)
-
-    @property
     def tokens(self) -> list[str]:
         """The tokens handed out, oldest first."""
         return list(self._issuer.issued)
-
-    def expire_tokens(self) -> None:
-        """Every token issued so far stops working now (401)."""
-        self._issuer.expire_all()
-
-    def revoke_token(self, token: str) -> None:
-        """One token stops working now (401)."""
-        self._issuer.revoke(token)
 
     # ------------------------------------------------------------------ test handles: records
 
@@ -894,7 +893,7 @@ class FakeCloudworkPro(FakeServer[WebhookMessage]):
         """Send a stored notification again, byte for byte, to every listener that wants it
         (a duplicate, as a receiver must expect), with retries; how many listeners."""
         note = self._notifications[notification_id]
-        return self._dispatch(note, redelivery=True)
+        return self._fan_out(note, redelivery=True)
 
     # ------------------------------------------------------------------ store
 
@@ -1019,10 +1018,10 @@ class FakeCloudworkPro(FakeServer[WebhookMessage]):
             self._lose -= 1
             self.lost.append(notification_id)
         else:
-            self._dispatch(note, redelivery=False)
+            self._fan_out(note, redelivery=False)
         return message
 
-    def _dispatch(self, note: Notification, *, redelivery: bool) -> int:
+    def _fan_out(self, note: Notification, *, redelivery: bool) -> int:
         sent = 0
         for listener in self._listeners.values():
             if not listener.wants(note.event):
@@ -1191,60 +1190,59 @@ class FakeCloudworkPro(FakeServer[WebhookMessage]):
         self.rejected_429 += 1
         return self._errors().status(429, headers=verdict.headers)
 
-    async def _api(self, request: web.Request) -> web.StreamResponse:
-        arrived = time.monotonic()
-        # Decide faults, the token and the rate limit on arrival, so that concurrent requests
-        # are judged in arrival order and a delay only slows the answer.
-        delay, injected = self._take_faults()
+    def _arrive(self, request: web.Request, at: float) -> _Arrived:
         matched = self._match(request.method, request.path)
-        is_token = matched is not None and matched[0].name == "token"
         client_id = self._issuer.subject_of_bearer(request.headers.get("Authorization"))
         if client_id is not None and client_id not in self._clients:
             client_id = None
-        early: web.Response | None = None
-        if injected is not None:
-            status, retry_after = injected
-            early = self._errors().status(
-                status, f"injected failure ({status})", retry_after_headers(retry_after)
-            )
-        elif not is_token:
-            if client_id is None:
-                early = self._errors().status(401)
-            else:
-                early = self._rate_limit(client_id, arrived)
-        # The request is whole once it arrived: a client that hangs up during a delay does
-        # not undo it, as at a real server that already has the body.
-        content_type = request.headers.get("Content-Type")
-        form: MultiDictProxy[_Post] | None = None
-        raw = b""
-        if _mimetype(content_type) == "multipart/form-data":
+        return _Arrived(matched, client_id)
+
+    def _injected(self, status: int, retry_after: float | None) -> web.Response:
+        return self._errors().status(
+            status, injected_reason(status), retry_after_headers(retry_after)
+        )
+
+    def _admit(self, request: web.Request, state: _Arrived, at: float) -> web.Response | None:
+        if state.matched is not None and state.matched[0].name == "token":
+            return None  # the token endpoint needs no token and is not rate-limited
+        if state.client_id is None:
+            return self._errors().status(401)
+        return self._rate_limit(state.client_id, at)
+
+    async def _receive(self, request: web.Request, arrival: Arrival[_Arrived]) -> None:
+        state = arrival.state
+        state.content_type = request.headers.get("Content-Type")
+        if _mimetype(state.content_type) == "multipart/form-data":
             try:
-                form = await request.post()
+                state.form = await request.post()
             except ValueError:
-                form = None
+                state.form = None
         else:
-            raw = await request.read()
-        if delay > 0:
-            await asyncio.sleep(delay)
+            arrival.body = await request.read()
+
+    async def _dispatch(self, request: web.Request, arrival: Arrival[_Arrived]) -> web.Response:
+        state = arrival.state
         call = _Call(
             method=request.method,
             path=request.path,
             query=request.query,
             query_string=request.query_string,
-            content_type=content_type,
-            raw=raw,
-            form=form,
-            client_id=client_id,
+            content_type=state.content_type,
+            raw=arrival.body,
+            form=state.form,
+            client_id=state.client_id,
         )
-        if early is not None:
-            response = early
-        elif matched is None:
-            response = self._errors().status(404)
-        else:
-            try:
-                response = self._handle(call, *matched)
-            except _Refused as refused:
-                response = refused.response
+        if state.matched is None:
+            return self._errors().status(404)
+        try:
+            return self._handle(call, *state.matched)
+        except _Refused as refused:
+            return refused.response
+
+    def _log_request(
+        self, request: web.Request, arrival: Arrival[_Arrived], response: web.Response
+    ) -> None:
+        client_id = arrival.state.client_id
         self.requests.append(
             RequestLogEntry(
                 method=request.method,
@@ -1254,11 +1252,10 @@ class FakeCloudworkPro(FakeServer[WebhookMessage]):
                 code=_envelope_code(response),
                 auth_ok=client_id is not None,
                 client_id=client_id,
-                at=arrived,
-                injected=injected is not None,
+                at=arrival.at,
+                injected=arrival.injected is not None,
             )
         )
-        return response
 
     def _handle(self, call: _Call, route: _Route, params: dict[str, str]) -> web.Response:
         call.params = params
@@ -1688,14 +1685,6 @@ class FakeCloudworkPro(FakeServer[WebhookMessage]):
         """GET /_fake/work_types: the work types work orders may name."""
         return json_response(self.work_types)
 
-    async def _ctl_requests(self, request: web.Request) -> web.Response:
-        """GET /_fake/requests: every API request with its status."""
-        return json_response(self.requests)
-
-    async def _ctl_calls(self, request: web.Request) -> web.Response:
-        """GET /_fake/calls: the accepted writes."""
-        return json_response(self.calls)
-
     async def _ctl_uploads(self, request: web.Request) -> web.Response:
         """GET /_fake/uploads: the documents received (their bytes as base64)."""
         return json_response(self.uploads)
@@ -1707,31 +1696,6 @@ class FakeCloudworkPro(FakeServer[WebhookMessage]):
     async def _ctl_notifications(self, request: web.Request) -> web.Response:
         """GET /_fake/notifications: every notification stored (also past the retention)."""
         return json_response(self.notifications())
-
-    async def _ctl_fail_next(self, request: web.Request) -> web.Response:
-        """POST /_fake/fail_next {"n", "status", "retry_after"?}."""
-        body = await read_json_object(request)
-        try:
-            n, status = int(body["n"]), int(body["status"])
-            retry_after = body.get("retry_after")
-            self.fail_next(n, status, None if retry_after is None else float(retry_after))
-        except (KeyError, TypeError, ValueError):
-            raise web.HTTPBadRequest(text="need n, status and an optional retry_after") from None
-        return web.Response(status=204)
-
-    async def _ctl_delay_next(self, request: web.Request) -> web.Response:
-        """POST /_fake/delay_next {"n", "seconds"}."""
-        body = await read_json_object(request)
-        try:
-            self.delay_next(int(body["n"]), float(body["seconds"]))
-        except (KeyError, TypeError, ValueError):
-            raise web.HTTPBadRequest(text="need n and seconds") from None
-        return web.Response(status=204)
-
-    async def _ctl_expire_tokens(self, request: web.Request) -> web.Response:
-        """POST /_fake/expire_tokens: every token issued so far stops working."""
-        self.expire_tokens()
-        return web.Response(status=204)
 
     async def _ctl_add_listener(self, request: web.Request) -> web.Response:
         """POST /_fake/listeners {"url", "username"?, "password"?, "events"?}."""

@@ -14,13 +14,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import signal
 import sys
 
 import msgspec
 
 from adapters.cloudworkpro.dev import seed
 from adapters.cloudworkpro.fake import FakeCloudworkPro, FakeCloudworkProBehaviour
+from adapters.fakekit_main import serve
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -85,17 +85,7 @@ def build(args: argparse.Namespace) -> FakeCloudworkPro:
 
 
 async def _serve(args: argparse.Namespace) -> None:
-    fake = build(args)
-    stopping = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, stopping.set)
-    base_url = await fake.start(args.host, args.port)
-    print(f"fake CLOUDWORK|PRO API at {base_url} (control API at {fake.control_url})", flush=True)
-    try:
-        await stopping.wait()
-    finally:
-        await fake.stop()
+    await serve(build(args), args.host, args.port, "CLOUDWORK|PRO")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -41,6 +41,11 @@ document's GET example; `actionValue` is shown as a float (`25.0`); a GET shows 
 fields an action has a value for; other status codes than 1 "Pending" are guesses
 (`STATUSES`); a method a path does not take answers 405; paths outside the API answer 404.
 
+The shared parts come from the fake kit: `FakeTokenIssuer` and `TokenHandles`
+(adapters/fakekit_auth.py) issue and expire the JWTs, `CmoErrors` (adapters/fakekit_errors.py)
+is the error envelope, and `PipelineServer` (adapters/fakekit_pipeline.py) runs every request
+through faults, the credentials check on arrival, the delay and the log.
+
 Test handles: `fail_next`/`delay_next` (from `FakeServer`; an injected answer comes before
 authentication, `{"message": "injected failure (<status>)"}`), the logs `requests` (every API
 request with its status and the kinds of authentication that succeeded) and `calls` (accepted
@@ -48,17 +53,16 @@ writes), `tokens_issued`, `expire_tokens`, `revoke_token`; users and credentials
 `set_password`, `add_static_token`, `set_permissions`, `map_client_certificate`); reference
 data (`org_units`, `entities`, `categories`, `priorities`, `custom_fields`: plain dicts); actions
 by hand (`create_action`, `update_action`, `delete_action`, `get_action`, `actions`,
-`set_created_by_event_workflow`); and an unauthenticated control API under `/_fake/` (see
-`_build_app`).
+`set_created_by_event_workflow`); and an unauthenticated control API under `/_fake/` (the
+kit's `fail_next`, `delay_next`, `requests`, `calls`, `expire_tokens`, and CMO's own actions
+and reference data; see `_build_app`).
 """
 
 from __future__ import annotations
 
-import asyncio
 import copy
 import hashlib
 import ssl
-import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -75,9 +79,13 @@ from adapters.cmo.undocumented import (
     STATIC_TOKEN_MAX_CHARS,
     TOKEN_PATH,
 )
-from adapters.fakekit import FakeServer, json_response, read_json_object, retry_after_headers
-from adapters.fakekit_auth import FakeTokenIssuer
+from adapters.fakekit import json_response, read_json_object, retry_after_headers
+from adapters.fakekit_auth import FakeTokenIssuer, TokenHandles
+from adapters.fakekit_control import mount_control_routes
 from adapters.fakekit_errors import CmoErrors
+from adapters.fakekit_logs import CallLogEntry
+from adapters.fakekit_logs import RequestLogEntry as BaseRequestLogEntry
+from adapters.fakekit_pipeline import Arrival, PipelineServer, injected_reason
 
 Action = dict[str, Any]
 """An action as `GET /api/actions/{id}` shows it (`id`, `uniqueID`, `actionText`, …)."""
@@ -264,28 +272,21 @@ def default_users() -> list[CmoUser]:
     ]
 
 
-class RequestLogEntry(msgspec.Struct, kw_only=True):
+class RequestLogEntry(BaseRequestLogEntry, kw_only=True):
     """One API request with its status; `auth` lists the kinds of authentication that
-    succeeded (empty when none did), `user_id` whom the request acted as; `at` is the arrival
-    (monotonic). No credential is kept."""
+    succeeded (empty when none did), `user_id` whom the request acted as, `injected` whether
+    `fail_next` answered it. No credential is kept."""
 
-    method: str
-    path: str
-    status: int
     auth: tuple[str, ...]
     user_id: int | None
-    at: float
     injected: bool = False
 
 
-class RecordedCall(msgspec.Struct, kw_only=True):
+class RecordedCall(CallLogEntry, kw_only=True):
     """One accepted write through the API, with the body as sent (None for a delete)."""
 
-    method: str
-    path: str
     action: Literal["create", "update", "delete"]
     action_id: str
-    json: Any
     user_id: int
     auth: tuple[str, ...]
 
@@ -429,7 +430,15 @@ class _Outcome:
     who: _Who | None = None
 
 
-class FakeCmo(FakeServer[None]):
+@dataclass
+class _Seen:
+    """A request's credentials: as judged on arrival, and whom its answer acted as (logged)."""
+
+    credentials: _Who | None
+    acted: _Who | None = None
+
+
+class FakeCmo(TokenHandles, PipelineServer[None, _Seen]):
     """A fake Mitratech CMO server; see the module docstring and `FakeCmoBehaviour`.
 
     `base_url` (after `start`) is the cmo-base-url `http://host:port` (or `https://…` with an
@@ -509,17 +518,13 @@ class FakeCmo(FakeServer[None]):
 
     def _build_app(self) -> web.Application:
         app = web.Application()
+        mount_control_routes(app, self, tokens=self._issuer)
         app.router.add_get("/_fake/actions", self._ctl_actions)
         app.router.add_post("/_fake/actions", self._ctl_create)
         app.router.add_get("/_fake/actions/{id}", self._ctl_get)
         app.router.add_route("PATCH", "/_fake/actions/{id}", self._ctl_update)
         app.router.add_delete("/_fake/actions/{id}", self._ctl_delete)
         app.router.add_get("/_fake/reference", self._ctl_reference)
-        app.router.add_get("/_fake/requests", self._ctl_requests)
-        app.router.add_get("/_fake/calls", self._ctl_calls)
-        app.router.add_post("/_fake/fail_next", self._ctl_fail_next)
-        app.router.add_post("/_fake/delay_next", self._ctl_delay_next)
-        app.router.add_post("/_fake/expire_tokens", self._ctl_expire_tokens)
         app.router.add_route("*", "/{tail:(?!_fake/).*}", self._api)
         return app
 
@@ -565,19 +570,6 @@ class FakeCmo(FakeServer[None]):
         if user_id not in self.users:
             raise KeyError(f"no user {user_id}")
         self._cert_users[thumbprint.replace(":", "").upper()] = user_id
-
-    @property
-    def tokens_issued(self) -> int:
-        """How many JWTs `/api/token` issued."""
-        return len(self._issuer.issued)
-
-    def expire_tokens(self) -> None:
-        """Every JWT issued so far stops working now (answers 401)."""
-        self._issuer.expire_all()
-
-    def revoke_token(self, token: str) -> None:
-        """One JWT stops working now."""
-        self._issuer.revoke(token)
 
     # ------------------------------------------------------------------ test handles: actions
 
@@ -1030,40 +1022,36 @@ class FakeCmo(FakeServer[None]):
             return _Who(cert_user, ("mtls",))
         return None
 
-    async def _api(self, request: web.Request) -> web.StreamResponse:
-        arrived = time.monotonic()
-        # Decide faults and credentials on arrival, so that concurrent requests are judged in
-        # arrival order and a delay only slows the answer.
-        delay, injected = self._take_faults()
-        who = self._authenticate(request) if injected is None else None
-        # The request is whole once it arrived: a client that hangs up during a delay does
-        # not undo it, as at a real server that already has the body.
-        raw = await request.read()
-        if delay > 0:
-            await asyncio.sleep(delay)
-        if injected is not None:
-            status, retry_after = injected
-            outcome = _Outcome(
-                json_response(
-                    {"message": f"injected failure ({status})"},
-                    status,
-                    retry_after_headers(retry_after),
-                )
-            )
-        else:
-            outcome = self._route(request.method, request.path, raw, who)
+    def _arrive(self, request: web.Request, at: float) -> _Seen:
+        # Credentials are judged on arrival: a token that expires during a delay still counts.
+        return _Seen(self._authenticate(request))
+
+    def _injected(self, status: int, retry_after: float | None) -> web.Response:
+        return json_response(
+            {"message": injected_reason(status)}, status, retry_after_headers(retry_after)
+        )
+
+    async def _dispatch(self, request: web.Request, arrival: Arrival[_Seen]) -> web.Response:
+        seen = arrival.state
+        outcome = self._route(request.method, request.path, arrival.body, seen.credentials)
+        seen.acted = outcome.who
+        return outcome.response
+
+    def _log_request(
+        self, request: web.Request, arrival: Arrival[_Seen], response: web.Response
+    ) -> None:
+        acted = arrival.state.acted
         self.requests.append(
             RequestLogEntry(
                 method=request.method,
                 path=request.path,
-                status=outcome.response.status,
-                auth=outcome.who.auth if outcome.who else (),
-                user_id=outcome.who.user_id if outcome.who else None,
-                at=arrived,
-                injected=injected is not None,
+                status=response.status,
+                auth=acted.auth if acted else (),
+                user_id=acted.user_id if acted else None,
+                at=arrival.at,
+                injected=arrival.injected is not None,
             )
         )
-        return outcome.response
 
     # ------------------------------------------------------------------ API: routing
 
@@ -1284,39 +1272,6 @@ class FakeCmo(FakeServer[None]):
                 "users": [user.render() for user in self.users.values()],
             }
         )
-
-    async def _ctl_requests(self, request: web.Request) -> web.Response:
-        """GET /_fake/requests: every API request with its status."""
-        return json_response(self.requests)
-
-    async def _ctl_calls(self, request: web.Request) -> web.Response:
-        """GET /_fake/calls: the accepted writes."""
-        return json_response(self.calls)
-
-    async def _ctl_fail_next(self, request: web.Request) -> web.Response:
-        """POST /_fake/fail_next {"n", "status", "retry_after"?}."""
-        body = await read_json_object(request)
-        try:
-            n, status = int(body["n"]), int(body["status"])
-            retry_after = body.get("retry_after")
-            self.fail_next(n, status, None if retry_after is None else float(retry_after))
-        except (KeyError, TypeError, ValueError):
-            raise web.HTTPBadRequest(text="need n, status and an optional retry_after") from None
-        return web.Response(status=204)
-
-    async def _ctl_delay_next(self, request: web.Request) -> web.Response:
-        """POST /_fake/delay_next {"n", "seconds"}."""
-        body = await read_json_object(request)
-        try:
-            self.delay_next(int(body["n"]), float(body["seconds"]))
-        except (KeyError, TypeError, ValueError):
-            raise web.HTTPBadRequest(text="need n and seconds") from None
-        return web.Response(status=204)
-
-    async def _ctl_expire_tokens(self, request: web.Request) -> web.Response:
-        """POST /_fake/expire_tokens: every JWT issued so far stops working."""
-        self.expire_tokens()
-        return web.Response(status=204)
 
 
 def _blank_action(system: Mapping[str, Any]) -> Action:

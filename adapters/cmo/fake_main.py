@@ -16,11 +16,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import signal
 import sys
 
 from adapters.cmo.dev import seed
 from adapters.cmo.fake import DOCUMENT_USER_ID, FakeCmo, FakeCmoBehaviour, server_ssl_context
+from adapters.fakekit_main import serve
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -117,17 +117,7 @@ def build(args: argparse.Namespace) -> FakeCmo:
 
 
 async def _serve(args: argparse.Namespace) -> None:
-    fake = build(args)
-    stopping = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, stopping.set)
-    base_url = await fake.start(args.host, args.port)
-    print(f"fake CMO API at {base_url} (control API at {fake.control_url})", flush=True)
-    try:
-        await stopping.wait()
-    finally:
-        await fake.stop()
+    await serve(build(args), args.host, args.port, "CMO")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -13,16 +13,21 @@ Wherever the document is silent the fake has to guess. Every guess lives in ONE 
 reader sees what is documented and what is assumed, and a test can flip an assumption via
 the constructor.
 
+The shared parts come from the fake kit: `MobilityWorkErrors` (adapters/fakekit_errors.py)
+is the documented error body, `KeyHeader` (adapters/fakekit_auth.py) reads the `Api-Key`, and
+`PipelineServer` (adapters/fakekit_pipeline.py) runs every request through faults, the key
+check and the delay.
+
 Besides the API the fake offers test handles: `fail_next`/`delay_next` fault injection,
 `calls`/`requests`/`deliveries`/`webhooks` logs, `tasks` (what the API created), seeded
 equipments and users (`add_equipment`, `add_user`), webhook emission (`emit` and one method
 per known event) with `redeliver`/`resend_last` replays, and a small unauthenticated control
-API under `/_fake/`.
+API under `/_fake/` (the kit's `fail_next`, `delay_next`, `requests`, `calls`, and Mobility
+Work's own webhooks, subscriptions, tasks, equipments and users).
 """
 
 from __future__ import annotations
 
-import asyncio
 import enum
 import hashlib
 import hmac
@@ -32,7 +37,6 @@ import time
 import uuid
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
-from http import HTTPStatus
 from typing import Any, Literal
 
 import msgspec
@@ -42,12 +46,17 @@ from aiohttp.typedefs import Handler
 from adapters.fakekit import (
     Attempt,
     DeliveryRecord,
-    FakeServer,
     RetryPolicy,
     json_response,
     read_json_object,
     retry_after_headers,
 )
+from adapters.fakekit_auth import KeyHeader
+from adapters.fakekit_control import mount_control_routes
+from adapters.fakekit_errors import ErrorItem, MobilityWorkErrors, error_item
+from adapters.fakekit_logs import CallLogEntry
+from adapters.fakekit_logs import RequestLogEntry as BaseRequestLogEntry
+from adapters.fakekit_pipeline import Arrival, PipelineServer
 
 Json = dict[str, Any]
 """A JSON object as sent or received."""
@@ -295,15 +304,12 @@ class StoredTask(msgspec.Struct, kw_only=True):
     payload: Json
 
 
-class RecordedCall(msgspec.Struct, kw_only=True):
+class RecordedCall(CallLogEntry, kw_only=True):
     """One accepted (2xx) mutating API call: what a test counts to see side effects."""
 
-    method: str
-    path: str
     status: int
     request_id: str
     headers: dict[str, str]
-    json: Any
     task_id: int | None
     user_agent_names_network: bool
 
@@ -313,14 +319,10 @@ class RecordedCall(msgspec.Struct, kw_only=True):
         return next((v for k, v in self.headers.items() if k.lower() == wanted), None)
 
 
-class RequestLogEntry(msgspec.Struct, kw_only=True):
-    """One API request (not /_fake) with its answer; `at` is its arrival (monotonic)."""
+class RequestLogEntry(BaseRequestLogEntry, kw_only=True):
+    """One API request (not /_fake) with its answer and the `Request-Id` it carried."""
 
-    method: str
-    path: str
-    status: int
     request_id: str
-    at: float
 
 
 class _Default(enum.Enum):
@@ -373,38 +375,8 @@ class Delivery(DeliveryRecord, kw_only=True):
 
 # --------------------------------------------------------------------------- responses
 
-ErrorItem = dict[str, Any]
-"""`{"messageKey": …, "parameters": {…}}`."""
-
-
-def _error_body(
-    status: int,
-    code: str,
-    message: str,
-    global_errors: list[ErrorItem] | None = None,
-    property_errors: dict[str, list[ErrorItem]] | None = None,
-) -> Json:
-    """The document's error shape; keys in the document's order."""
-    return {
-        "http_status_code": status,
-        "code": code,
-        "message": message,
-        "extended_message": {
-            "global_errors": global_errors or [],
-            "property_errors": property_errors or {},
-        },
-        "more_info_url": None,
-    }
-
-
-_UNAUTHORIZED = _error_body(
-    401,
-    "401001",
-    "Authentication error",
-    global_errors=[{"messageKey": "Invalid Api Key.", "parameters": {}}],
-)
-_INVALID_PAYLOAD_CODE = "400044"
-_INVALID_PAYLOAD_MESSAGE = "The request payload is not valid."
+# Documented: "you need to send your API key using the Api-Key" header, the key alone.
+_API_KEY = KeyHeader("Api-Key")
 _API_PREFIX = "/partners/v1"
 _TASK_PATHS = frozenset({f"{_API_PREFIX}/tasks", f"{_API_PREFIX}/tasks/"})
 _REQUEST_ID = web.RequestKey("request_id", str)
@@ -440,20 +412,19 @@ class _TaskErrors:
         self.by_pointer: dict[str, list[ErrorItem]] = {}
 
     def add(self, pointer: str, message_key: str, parameters: Mapping[str, Any]) -> None:
-        self.by_pointer.setdefault(pointer, []).append(
-            {"messageKey": message_key, "parameters": dict(parameters)}
-        )
+        self.by_pointer.setdefault(pointer, []).append(error_item(message_key, **parameters))
 
 
-class FakeMobilityWork(FakeServer[WebhookMessage]):
+class FakeMobilityWork(PipelineServer[WebhookMessage, None]):
     """A fake Mobility Work API server; see the module docstring and the behaviour struct.
 
     Public state for tests: `tasks` (created through the API), `equipments`, `users`,
     `calls` (accepted mutating API calls), `requests` (every API request with its status),
     `subscriptions`, `webhooks` (every message first sent), `deliveries` (every attempt).
 
-    Lifecycle, `control_url`, `fail_next`/`delay_next`, `resend_last` and
-    `wait_deliveries_idle` come from `adapters.fakekit.FakeServer`. Here `fail_next` answers
+    Lifecycle, `control_url`, `fail_next`/`delay_next`, `resend_last`,
+    `wait_deliveries_idle` and the request pipeline come from the kit
+    (`adapters.fakekit_pipeline.PipelineServer`). Here `fail_next` answers
     in the document's error shape before authentication, and nothing is processed (no task
     stored); the document names no `Retry-After`. With `delay_next` the request body is read
     and the request fully processed BEFORE the delay. Answers are minified JSON, as the
@@ -463,6 +434,8 @@ class FakeMobilityWork(FakeServer[WebhookMessage]):
     _server_name = "FakeMobilityWork"
     # No redirects: the document's webhook success is exactly 200, so a 3xx is a failure.
     _webhook_allow_redirects = False
+    # The whole request is handled before a delay: a client that gives up leaves its task.
+    _answer_before_delay = True
 
     def __init__(
         self,
@@ -513,9 +486,9 @@ class FakeMobilityWork(FakeServer[WebhookMessage]):
 
     def _build_app(self) -> web.Application:
         app = web.Application(middlewares=[self._request_id_middleware])
+        mount_control_routes(app, self)
         app.router.add_post("/_fake/webhooks/{event}", self._ctl_emit)
         app.router.add_post("/_fake/subscriptions", self._ctl_subscribe)
-        app.router.add_get("/_fake/calls", self._ctl_calls)
         app.router.add_get("/_fake/tasks", self._ctl_tasks)
         app.router.add_post("/_fake/equipments", self._ctl_add_equipment)
         app.router.add_post("/_fake/users", self._ctl_add_user)
@@ -848,32 +821,33 @@ class FakeMobilityWork(FakeServer[WebhookMessage]):
             )
         return response
 
+    def _errors(self) -> MobilityWorkErrors:
+        return MobilityWorkErrors(code_suffix=self.behaviour.error_code_suffix)
+
     def _generic_error(self, status: int, headers: Mapping[str, str] | None = None) -> web.Response:
-        try:
-            phrase = HTTPStatus(status).phrase
-        except ValueError:
-            phrase = "Error"
-        code = f"{status}{self.behaviour.error_code_suffix}"
-        return json_response(_error_body(status, code, phrase), status, headers)
+        return self._errors().response(status, headers=headers)
 
-    async def _api(self, request: web.Request) -> web.Response:
-        # Decide on arrival, in arrival order, so a delay only slows the answer.
-        delay, injected = self._take_faults()
-        # Read the whole body first: once the server has it, the request is processed even
-        # if the client hangs up during a delay, as at a real server.
-        body = await request.read()
-        if injected is not None:
-            status, retry_after = injected
-            response = self._generic_error(status, retry_after_headers(retry_after))
-        elif request.headers.get("Api-Key") != self.api_key:
-            response = json_response(_UNAUTHORIZED, 401)
-        else:
-            response = self._dispatch(request, body)
-        if delay > 0:
-            await asyncio.sleep(delay)
-        return response
+    def _arrive(self, request: web.Request, at: float) -> None:
+        return None
 
-    def _dispatch(self, request: web.Request, body: bytes) -> web.Response:
+    def _injected(self, status: int, retry_after: float | None) -> web.Response:
+        return self._generic_error(status, retry_after_headers(retry_after))
+
+    def _admit(self, request: web.Request, state: None, at: float) -> web.Response | None:
+        if _API_KEY.read(request.headers) != self.api_key:
+            return self._errors().unauthorized()
+        return None
+
+    async def _dispatch(self, request: web.Request, arrival: Arrival[None]) -> web.Response:
+        return self._route(request, arrival.body)
+
+    def _log_request(
+        self, request: web.Request, arrival: Arrival[None], response: web.Response
+    ) -> None:
+        # Logged by `_request_id_middleware`, which also sees the router's misses.
+        return None
+
+    def _route(self, request: web.Request, body: bytes) -> web.Response:
         """Handle an authenticated API request synchronously (so a delay cannot split it)."""
         if request.path not in _TASK_PATHS:
             return self._generic_error(404)
@@ -891,11 +865,8 @@ class FakeMobilityWork(FakeServer[WebhookMessage]):
         except msgspec.DecodeError:
             payload = None
         if not isinstance(payload, dict):
-            global_error = {"messageKey": behaviour.message_keys["invalid_json"], "parameters": {}}
-            return json_response(
-                _error_body(400, _INVALID_PAYLOAD_CODE, _INVALID_PAYLOAD_MESSAGE, [global_error]),
-                400,
-            )
+            global_error = error_item(behaviour.message_keys["invalid_json"])
+            return self._errors().invalid_payload({}, [global_error])
         errors = _TaskErrors()
         description = self._check_description(payload, errors)
         equipment = self._check_equipment(payload, errors)
@@ -920,15 +891,7 @@ class FakeMobilityWork(FakeServer[WebhookMessage]):
                 if name not in known and name != "assignees":
                     errors.add(_pointer(name), behaviour.message_keys["unknown_property"], {})
         if errors.by_pointer:
-            return json_response(
-                _error_body(
-                    400,
-                    _INVALID_PAYLOAD_CODE,
-                    _INVALID_PAYLOAD_MESSAGE,
-                    property_errors=errors.by_pointer,
-                ),
-                400,
-            )
+            return self._errors().invalid_payload(errors.by_pointer)
         assert description is not None and equipment is not None  # no errors: both checked
         status = behaviour.task_create_status
         task = StoredTask(
@@ -1172,10 +1135,6 @@ class FakeMobilityWork(FakeServer[WebhookMessage]):
         return json_response(
             {"id": subscription.id, "event": subscription.event, "url": subscription.url}
         )
-
-    async def _ctl_calls(self, request: web.Request) -> web.Response:
-        """GET /_fake/calls: the accepted mutating API calls."""
-        return json_response(self.calls)
 
     async def _ctl_tasks(self, request: web.Request) -> web.Response:
         """GET /_fake/tasks: the tasks created through the API."""

@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import signal
 import sys
 
+from adapters.fakekit_main import serve
 from adapters.mobilitywork.fake import DEFAULT_NETWORK_ID, FakeMobilityWork
 
 
@@ -60,19 +60,7 @@ def build_fake(args: argparse.Namespace) -> FakeMobilityWork:
 
 async def _serve(args: argparse.Namespace) -> None:
     fake = build_fake(args)
-    stopping = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, stopping.set)
-    await fake.start(args.host, args.port)
-    print(
-        f"fake Mobility Work API at {fake.api_url} (control API at {fake.control_url})",
-        flush=True,
-    )
-    try:
-        await stopping.wait()
-    finally:
-        await fake.stop()
+    await serve(fake, args.host, args.port, "Mobility Work", api_url=lambda: fake.api_url)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -12,19 +12,22 @@ what is documented and what is assumed, and a test can flip an assumption via th
 
 The shared parts come from the fake kit, set from `FakeMocoBehaviour` on every request:
 `LinkHeaderPages` (adapters/fakekit_pages.py) cuts listings, `FakeRateLimit`
-(adapters/fakekit_limits.py) is the sliding window, and `MessageErrors`
-(adapters/fakekit_errors.py) is the `{"message": …}` error body.
+(adapters/fakekit_limits.py) is the sliding window, `MessageErrors`
+(adapters/fakekit_errors.py) is the `{"message": …}` error body, `StaticKeys`
+(adapters/fakekit_auth.py) checks the `Token token=` keys, and `PipelineServer`
+(adapters/fakekit_pipeline.py) runs every request through faults, the arrival checks, the
+delay and the log.
 
 Besides the API the fake offers test handles: `fail_next`/`delay_next` fault injection,
 `calls`/`requests`/`deliveries` logs, `max_requests_in_any_window`, simulated UI changes
 (`create_record`, `update_record`, `delete_record`), `put_raw_record` for a record in a shape
 MOCO should not list, `after_list_page` to change records while a listing is being paged, and
-a small unauthenticated control API under `/_fake/`.
+a small unauthenticated control API under `/_fake/` (the kit's `fail_next`, `delay_next`,
+`requests`, `calls`, and MOCO's own records and subscriptions).
 """
 
 from __future__ import annotations
 
-import asyncio
 import copy
 import hashlib
 import hmac
@@ -42,15 +45,19 @@ from aiohttp import web
 from adapters.fakekit import (
     Attempt,
     DeliveryRecord,
-    FakeServer,
     RetryPolicy,
     json_response,
     read_json_object,
     retry_after_headers,
 )
+from adapters.fakekit_auth import KeyHeader, StaticKeys
+from adapters.fakekit_control import mount_control_routes
 from adapters.fakekit_errors import MessageErrors
-from adapters.fakekit_limits import FakeRateLimit
+from adapters.fakekit_limits import FakeRateLimit, max_in_any_window
+from adapters.fakekit_logs import CallLogEntry
+from adapters.fakekit_logs import RequestLogEntry as BaseRequestLogEntry
 from adapters.fakekit_pages import LinkHeaderPages, PageQueryError
+from adapters.fakekit_pipeline import Arrival, PipelineServer, injected_reason
 
 Record = dict[str, Any]
 """A MOCO entity as the API shows it: `id`, `created_at`, `updated_at`, `custom_properties`, …"""
@@ -158,6 +165,9 @@ class FakeMocoBehaviour(msgspec.Struct, frozen=True, kw_only=True):
     send_retry_after: bool = True  # not in the vendor document
 
     # --- Lists -----------------------------------------------------------------------------
+    # Page size without per_page: vendor document ("a common default of 100 entries per
+    # page"). "Common" leaves room for resources that page otherwise, hence a knob.
+    per_page_default: int = 100
     # updated_after keeps records with updated_at > updated_after (strict); True keeps >=.
     updated_after_inclusive: bool = False  # not in the vendor document
     # The next-page Link repeats the request's other query parameters (the document's example
@@ -196,6 +206,10 @@ class FakeMocoBehaviour(msgspec.Struct, frozen=True, kw_only=True):
     # Consecutive failed attempts that disable a subscription: vendor document (500).
     webhook_max_consecutive_failures: int = 500
 
+    def __post_init__(self) -> None:
+        if self.per_page_default < 1:
+            raise ValueError("per_page_default must be >= 1")
+
 
 def sign_webhook(body: bytes, secret: str) -> str:
     """Return MOCO's `X-Moco-Signature`: hex HMAC-SHA256 of the raw body.
@@ -230,18 +244,15 @@ def _parse_timestamp(value: str) -> datetime:
     return parsed
 
 
-class RecordedCall(msgspec.Struct, kw_only=True):
+class RecordedCall(CallLogEntry, kw_only=True):
     """One accepted (2xx) mutating API call: what a test counts to see side effects."""
 
-    method: str
-    path: str
     resource: str
     record_id: int | None
     status: int
     headers: dict[str, str]
     impersonate_user_id: str | None
     idempotency_key: str | None
-    json: Any
 
     @property
     def idempotency_key_sent(self) -> bool:
@@ -249,14 +260,10 @@ class RecordedCall(msgspec.Struct, kw_only=True):
         return self.idempotency_key is not None
 
 
-class RequestLogEntry(msgspec.Struct, kw_only=True):
-    """One request to /api/v1 with the status it got; `at` is its arrival (monotonic)."""
+class RequestLogEntry(BaseRequestLogEntry, kw_only=True):
+    """One request to /api/v1 with the status it got and its query string."""
 
-    method: str
-    path: str
     query: str
-    status: int
-    at: float
 
 
 class Subscription(msgspec.Struct, kw_only=True):
@@ -314,6 +321,11 @@ def _message(status: int, message: str, headers: Mapping[str, str] | None = None
 
 _DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _MUTATING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+# Documented: `Authorization: Token token=YOUR_API_KEY`; the key as sent, spaces included.
+_API_KEY = KeyHeader("Authorization", "Token token=")
+
+Identity = tuple[str, int] | None
+"""(api key, user id) of a request with a valid key, else None."""
 
 
 def _sort_key(value: Any) -> tuple[int, Any]:
@@ -328,7 +340,7 @@ def _sort_key(value: Any) -> tuple[int, Any]:
     return (3, str(value))
 
 
-class FakeMoco(FakeServer[WebhookMessage]):
+class FakeMoco(PipelineServer[WebhookMessage, Identity]):
     """A fake MOCO API server; see the module docstring and `FakeMocoBehaviour`.
 
     Public state for tests: `calls` (accepted mutating API calls), `requests` (every
@@ -337,8 +349,9 @@ class FakeMoco(FakeServer[WebhookMessage]):
     injected ones), `request_times` (monotonic times of requests admitted by the limiter),
     `arrival_times` (monotonic times of every request carrying a valid key).
 
-    Lifecycle, `control_url`, `fail_next`/`delay_next`, `resend_last` and
-    `wait_deliveries_idle` come from `adapters.fakekit.FakeServer`. Here `fail_next` answers
+    Lifecycle, `control_url`, `fail_next`/`delay_next`, `resend_last`,
+    `wait_deliveries_idle` and the request pipeline come from the kit
+    (`adapters.fakekit_pipeline.PipelineServer`). Here `fail_next` answers
     `{"message": "injected failure (<status>)"}` even without a valid key; such requests take
     no rate-limit slot but do count in `arrival_times`. With `delay_next` everything is
     decided on arrival (rate limit, injected failure) and the handling and any write happen
@@ -354,7 +367,6 @@ class FakeMoco(FakeServer[WebhookMessage]):
         api_key: str,
         webhook_secret: str,
         rate_limit: tuple[int, float] | None = (15, 15.0),
-        per_page_default: int = 100,
         behaviour: FakeMocoBehaviour | None = None,
         clock: Callable[[], datetime] | None = None,
     ) -> None:
@@ -363,18 +375,16 @@ class FakeMoco(FakeServer[WebhookMessage]):
         `webhook_secret` must be 32 hex characters, as MOCO shows it. `rate_limit` is
         (requests, window seconds), None for no limit. `clock` supplies `created_at`,
         `updated_at` and `X-Moco-Timestamp`; the rate limit always uses the monotonic clock.
+        The page size of a listing without `per_page` is the behaviour's `per_page_default`.
         """
         if not re.fullmatch(r"[0-9a-fA-F]{32}", webhook_secret):
             raise ValueError("webhook_secret must be 32 hexadecimal characters")
-        if per_page_default < 1:
-            raise ValueError("per_page_default must be >= 1")
         super().__init__()
         self.behaviour = behaviour or FakeMocoBehaviour()
         self.webhook_secret = webhook_secret
         self.rate_limit = rate_limit
-        self.per_page_default = per_page_default
         self._clock: Callable[[], datetime] = clock or (lambda: datetime.now(UTC))
-        self._api_keys: dict[str, int] = {api_key: self.behaviour.api_key_user_id}
+        self._api_keys = StaticKeys(_API_KEY, {api_key: self.behaviour.api_key_user_id})
 
         resources = set(self.behaviour.resource_paths.values())
         self._store: dict[str, dict[int, Record]] = {name: {} for name in resources}
@@ -399,10 +409,10 @@ class FakeMoco(FakeServer[WebhookMessage]):
 
     def _build_app(self) -> web.Application:
         app = web.Application()
-        # /_fake/subscriptions is registered before /_fake/{resource}: aiohttp matches in
-        # registration order and "subscriptions" is not a resource.
+        # The fixed /_fake/ paths are registered before /_fake/{resource}: aiohttp matches in
+        # registration order, and "fail_next" or "subscriptions" is not a resource.
+        mount_control_routes(app, self)
         app.router.add_post("/_fake/subscriptions", self._ctl_subscribe)
-        app.router.add_get("/_fake/calls", self._ctl_calls)
         app.router.add_post("/_fake/{resource}", self._ctl_create)
         app.router.add_put("/_fake/{resource}/{id}", self._ctl_update)
         app.router.add_delete("/_fake/{resource}/{id}", self._ctl_delete)
@@ -413,18 +423,11 @@ class FakeMoco(FakeServer[WebhookMessage]):
 
     def add_api_key(self, api_key: str, user_id: int) -> None:
         """Accept another API key, belonging to `user_id` (each key has its own rate limit)."""
-        self._api_keys[api_key] = user_id
+        self._api_keys.add(api_key, user_id)
 
     def max_requests_in_any_window(self, window_s: float) -> int:
         """Most requests with a valid key (whatever their answer) in any `[t, t+window_s)`."""
-        times = sorted(self.arrival_times)
-        best = 0
-        start = 0
-        for end, moment in enumerate(times):
-            while times[start] <= moment - window_s:
-                start += 1
-            best = max(best, end - start + 1)
-        return best
+        return max_in_any_window(self.arrival_times, window_s)
 
     def records(self, resource: str) -> list[Record]:
         """Copies of all records of a resource, by id."""
@@ -686,56 +689,50 @@ class FakeMoco(FakeServer[WebhookMessage]):
 
     # ------------------------------------------------------------------ API
 
-    def _user_for(self, request: web.Request) -> tuple[str, int] | None:
-        """(api_key, user id) for a valid `Authorization: Token token=<key>`, else None."""
-        header = request.headers.get("Authorization", "")
-        if not header.startswith("Token token="):
-            return None
-        key = header.removeprefix("Token token=")
-        user_id = self._api_keys.get(key)
-        return None if user_id is None else (key, user_id)
-
-    async def _api(self, request: web.Request) -> web.StreamResponse:
-        now = time.monotonic()
-        identity = self._user_for(request)
-        # Decide everything on arrival, synchronously, so concurrent requests are judged in
-        # arrival order and a delay only slows the answer.
+    def _arrive(self, request: web.Request, at: float) -> Identity:
+        identity = self._api_keys.check(request.headers)
         if identity is not None:
-            self.arrival_times.append(now)
-        delay, injected = self._take_faults()
-        early: web.Response | None = None
-        if injected is not None:
-            status, retry_after = injected
-            early = _message(
-                status, f"injected failure ({status})", retry_after_headers(retry_after)
-            )
-        elif identity is None:
-            early = _message(401, "Unauthorized: send 'Authorization: Token token=<api key>'")
-        elif self.rate_limit is not None:
-            early = self._rate_limit(identity[0], now)
-        if delay > 0:
-            # The request is whole once it arrived: a client that hangs up during the delay
-            # does not undo it, as at a real server that already has the body.
-            await request.read()
-            await asyncio.sleep(delay)
-        if early is not None:
-            response: web.Response = early
-        else:
-            assert identity is not None  # early is set whenever identity is None
-            try:
-                response = await self._dispatch(request, identity)
-            except _ApiError as error:
-                response = _message(error.status, error.message)
+            # Every request with a valid key, injected failures included: what MOCO's limit
+            # would see arrive (`max_requests_in_any_window`).
+            self.arrival_times.append(at)
+        return identity
+
+    def _injected(self, status: int, retry_after: float | None) -> web.Response:
+        return _message(status, injected_reason(status), retry_after_headers(retry_after))
+
+    def _admit(self, request: web.Request, state: Identity, at: float) -> web.Response | None:
+        if state is None:
+            return _message(401, "Unauthorized: send 'Authorization: Token token=<api key>'")
+        if self.rate_limit is not None:
+            return self._rate_limit(state[0], at)
+        return None
+
+    async def _receive(self, request: web.Request, arrival: Arrival[Identity]) -> None:
+        # Only a delayed request must be whole before its delay; otherwise a write reads its
+        # body when handled, and an answer decided on arrival (401, 429) never needs it.
+        if arrival.delay > 0:
+            arrival.body = await request.read()
+
+    async def _dispatch(self, request: web.Request, arrival: Arrival[Identity]) -> web.Response:
+        identity = arrival.state
+        assert identity is not None  # `_admit` answered 401 without one
+        try:
+            return await self._route(request, identity)
+        except _ApiError as error:
+            return _message(error.status, error.message)
+
+    def _log_request(
+        self, request: web.Request, arrival: Arrival[Identity], response: web.Response
+    ) -> None:
         self.requests.append(
             RequestLogEntry(
                 method=request.method,
                 path=request.path,
                 query=request.query_string,
                 status=response.status,
-                at=now,
+                at=arrival.at,
             )
         )
-        return response
 
     def _rate_limit(self, key: str, now: float) -> web.Response | None:
         assert self.rate_limit is not None
@@ -753,7 +750,7 @@ class FakeMoco(FakeServer[WebhookMessage]):
         self.rejected_429 += 1
         return _message(429, "Too Many Requests", verdict.headers)
 
-    async def _dispatch(self, request: web.Request, identity: tuple[str, int]) -> web.Response:
+    async def _route(self, request: web.Request, identity: tuple[str, int]) -> web.Response:
         parts = [part for part in request.match_info["tail"].split("/") if part]
         if parts:
             parts[-1] = parts[-1].removesuffix(".json")
@@ -805,7 +802,7 @@ class FakeMoco(FakeServer[WebhookMessage]):
                 records = [r for r, at in stamped if at is not None and at > after]
 
         pages = LinkHeaderPages(
-            default_per_page=self.per_page_default,
+            default_per_page=behaviour.per_page_default,
             max_per_page=behaviour.per_page_max,
             link_keeps_query=behaviour.link_keeps_query_params,
         )
@@ -1001,7 +998,3 @@ class FakeMoco(FakeServer[WebhookMessage]):
         except KeyError as missing:
             raise web.HTTPBadRequest(text=f"{missing} is missing") from None
         return json_response(self.subscribe(target, event, url))
-
-    async def _ctl_calls(self, request: web.Request) -> web.Response:
-        """GET /_fake/calls: the accepted mutating API calls."""
-        return json_response(self.calls)

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import signal
 import sys
 
+from adapters.fakekit_main import serve
 from adapters.moco.fake import FakeMoco
 
 
@@ -53,16 +53,7 @@ async def _serve(args: argparse.Namespace) -> None:
     for spec in args.subscribe:
         target, event, url = spec.split(":", 2)
         fake.subscribe(target, event, url)
-    stopping = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, stopping.set)
-    base_url = await fake.start(args.host, args.port)
-    print(f"fake MOCO API at {base_url} (control API at {fake.control_url})", flush=True)
-    try:
-        await stopping.wait()
-    finally:
-        await fake.stop()
+    await serve(fake, args.host, args.port, "MOCO")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,4 +1,5 @@
-"""The fake kit's token issuer: what the CMO and CLOUDWORK|PRO fakes build on."""
+"""The fake kit's authentication: static keys (MOCO, Mobility Work, Click Maint) and the token
+issuer the CMO and CLOUDWORK|PRO fakes build on."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import base64
 import json
 
 from adapters.core.auth import jwt_seconds_left
-from adapters.fakekit_auth import FakeTokenIssuer
+from adapters.fakekit_auth import FakeTokenIssuer, KeyHeader, StaticKeys, TokenHandles
 
 
 class Clock:
@@ -39,3 +40,37 @@ def test_tokens_can_be_opaque_revoked_or_all_expired() -> None:
     issuer.expire_all()
     assert issuer.subject(b) is None
     assert issuer.subject_of_bearer("Token token=x") is None
+
+
+def test_a_key_header_reads_the_key_after_its_prefix() -> None:
+    moco = KeyHeader("Authorization", "Token token=")
+    assert moco.read({"Authorization": "Token token=K"}) == "K"
+    assert moco.read({"Authorization": "Token token= K"}) == " K"  # the key as sent
+    assert moco.read({"Authorization": "Bearer K"}) is None
+    assert moco.read({}) is None
+    bearer = KeyHeader("Authorization", "Bearer ", strip=True)
+    assert bearer.read({"Authorization": "Bearer  K "}) == "K"
+    assert KeyHeader("Api-Key").read({"Api-Key": "K"}) == "K"
+
+
+def test_static_keys_know_whose_each_key_is() -> None:
+    keys = StaticKeys(KeyHeader("Authorization", "Token token="), {"a": 1})
+    keys.add("b", 2)
+    assert keys.check({"Authorization": "Token token=a"}) == ("a", 1)
+    assert keys.check({"Authorization": "Token token=b"}) == ("b", 2)
+    assert keys.check({"Authorization": "Token token=c"}) is None
+    assert keys.check({"Authorization": "a"}) is None
+
+
+def test_token_handles_count_expire_and_revoke_the_issuers_tokens() -> None:
+    class Fake(TokenHandles):
+        def __init__(self) -> None:
+            self._issuer = FakeTokenIssuer()
+
+    fake = Fake()
+    a, b = fake._issuer.issue("u"), fake._issuer.issue("u")
+    assert fake.tokens_issued == 2
+    fake.revoke_token(a)
+    assert fake._issuer.subject(a) is None and fake._issuer.subject(b) == "u"
+    fake.expire_tokens()
+    assert fake._issuer.subject(b) is None

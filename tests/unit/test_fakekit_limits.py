@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from adapters.fakekit_limits import FakeRateLimit, LimitHeaders
+from adapters.fakekit_limits import FakeRateLimit, LimitHeaders, max_in_any_window
 
 
 class Clock:
@@ -65,3 +65,11 @@ def test_a_zero_limit_refuses_everything_without_failing() -> None:
     refused = limit.check("k")
     assert not refused.admitted and refused.headers == {"Retry-After": "10"}
     assert limit.rejected == 1
+
+
+def test_max_in_any_window_counts_half_open_windows() -> None:
+    times = [1.4, 0.0, 0.5, 1.0, 3.0]  # in any order
+    assert max_in_any_window(times, 1.0) == 3  # 0.5, 1.0, 1.4
+    assert max_in_any_window(times, 0.5) == 2  # 1.0, 1.4
+    assert max_in_any_window([0.0, 1.0, 2.0], 1.0) == 1
+    assert max_in_any_window([], 1.0) == 0

@@ -656,6 +656,33 @@ async def test_control_api_subscribes_emits_and_lists_calls(
     assert all(r.path.startswith("/partners/") for r in fake.requests)  # control not logged
 
 
+async def test_the_kits_control_routes_inject_faults_and_show_the_request_log(
+    fake: FakeMobilityWork, http: aiohttp.ClientSession
+) -> None:
+    control = fake.control_url
+    async with http.post(f"{control}/fail_next", json={"n": 1, "status": 502}) as response:
+        assert response.status == 204
+    async with http.post(f"{control}/delay_next", json={"n": 1, "seconds": 0.2}) as response:
+        assert response.status == 204
+    async with http.post(f"{control}/fail_next", json={"status": 502}) as response:
+        # The control API's own errors come in the document's error shape too.
+        assert response.status == 400
+        assert (await response.json())["http_status_code"] == 400
+    started = time.monotonic()
+    status, raw, _ = await post_task(http, fake, valid_task())
+    assert status == 502 and msgspec.json.decode(raw)["code"] == "502000"
+    assert time.monotonic() - started >= 0.2
+    status, _, _ = await post_task(http, fake, valid_task())
+    assert status == 201
+    async with http.get(f"{control}/requests") as response:
+        logged = await response.json()
+    assert [(r["path"], r["status"]) for r in logged] == [
+        ("/partners/v1/tasks", 502),
+        ("/partners/v1/tasks", 201),
+    ]
+    assert all(r["request_id"] for r in logged)
+
+
 def test_fake_main_builds_the_fake_from_arguments() -> None:
     args = parse_args(
         [

@@ -303,6 +303,20 @@ async def test_per_page_is_capped_when_configured(
     assert len(ids) == 2 and headers["X-Per-Page"] == "2" and "page=2" in headers["Link"]
 
 
+async def test_the_default_page_size_is_a_knob(fake: FakeMoco, http: aiohttp.ClientSession) -> None:
+    # The document: "a common default of 100 entries per page"; a resource may page otherwise.
+    for n in range(5):
+        fake.create_record("companies", {"name": str(n)})
+    _behave(fake, per_page_default=2)
+    ids, headers = await _list(fake, http)
+    assert len(ids) == 2 and headers["X-Per-Page"] == "2" and "page=2" in headers["Link"]
+    # A per_page the client names still wins over the default.
+    ids, headers = await _list(fake, http, per_page="10")
+    assert len(ids) == 5 and headers["X-Per-Page"] == "10" and "Link" not in headers
+    with pytest.raises(ValueError, match="per_page_default"):
+        FakeMocoBehaviour(per_page_default=0)
+
+
 async def test_the_next_link_may_drop_the_other_query_parameters(
     fake: FakeMoco, http: aiohttp.ClientSession
 ) -> None:
@@ -634,6 +648,31 @@ async def test_delay_next_slows_the_answer(fake: FakeMoco, http: aiohttp.ClientS
     async with http.get(f"{fake.base_url}/projects", headers=AUTH) as response:
         assert response.status == 200
     assert time.monotonic() - started < 0.3
+
+
+async def test_the_kits_control_routes_inject_faults_and_show_the_request_log(
+    fake: FakeMoco, http: aiohttp.ClientSession
+) -> None:
+    control = fake.control_url
+    async with http.post(f"{control}/fail_next", json={"n": 1, "status": 503}) as response:
+        assert response.status == 204
+    async with http.post(f"{control}/delay_next", json={"n": 1, "seconds": 0.2}) as response:
+        assert response.status == 204
+    async with http.post(f"{control}/delay_next", json={"n": 1}) as response:
+        assert response.status == 400
+    started = time.monotonic()
+    async with http.get(f"{fake.base_url}/projects", headers=AUTH) as response:
+        assert response.status == 503
+        assert await response.json() == {"message": "injected failure (503)"}
+    assert time.monotonic() - started >= 0.2
+    async with http.get(f"{fake.base_url}/projects?page=2", headers=AUTH) as response:
+        assert response.status == 200
+    async with http.get(f"{control}/requests") as response:
+        logged = await response.json()
+    assert [(r["path"], r["query"], r["status"]) for r in logged] == [
+        ("/api/v1/projects", "", 503),
+        ("/api/v1/projects", "page=2", 200),
+    ]
 
 
 # --------------------------------------------------------------------------- control API

@@ -558,6 +558,32 @@ async def test_impersonation_is_always_sent_as_an_integer(status: int) -> None:
         assert wrong.status == "rejected"  # never sent
 
 
+# --------------------------------------------------------------------------- listings
+
+
+@pytest.mark.parametrize("default", [3, 250])
+async def test_a_poll_lists_every_record_once_whatever_the_default_page_size(default: int) -> None:
+    # The document's "common default of 100 entries per page" need not hold for every
+    # resource. Workbridge names its own page size, so the vendor's default never cuts it.
+    async with moco(per_page_default=default) as fake:
+        made = [company(fake, f"C{n}") for n in range(25)]
+        status, page, headers = await raw(fake, "GET", "/companies")
+        assert status == 200 and headers["X-Per-Page"] == str(default)
+        assert len(page) == min(default, 25)
+        assert ('rel="next"' in headers.get("Link", "")) == (default < 25)
+        inst = instance(fake)
+        wb = Bridge(fake, inst, FakePublisher())
+        run = wb.poller()
+        try:
+            done = await run.cycle()
+        finally:
+            await wb.close()
+            await inst.client.close()
+        assert sorted(done.subjects) == sorted(f"company/{c['id']}" for c in made)
+        polled = [r for r in fake.requests[1:] if r.path == "/api/v1/companies"]
+        assert len(polled) >= 3 and all("per_page=10" in r.query for r in polled)
+
+
 # --------------------------------------------------------------------------- identity and ids
 
 
