@@ -128,6 +128,41 @@ def ce(record: ConsumerRecord[bytes, bytes]) -> Any:
     return from_record(record.key, record.value, list(record.headers))
 
 
+async def results_by_command(
+    bootstrap: str, topic: str, count: int, *, settle: float = 0.5, wait_s: float = 60.0
+) -> dict[str, dict[str, Any]]:
+    """The results topic's data by command id: wait for `count`, then `settle` seconds more;
+    a second result for one command fails here."""
+    records = await read_records(bootstrap, topic, count=count, wait_s=wait_s, settle=settle)
+    out: dict[str, dict[str, Any]] = {}
+    for record in records:
+        event = ce(record)
+        cid = event.get_attributes()["commandid"]
+        assert cid not in out, f"two results for command {cid}"
+        out[cid] = event.get_data()
+    return out
+
+
+async def read_events(
+    bootstrap: str, topic: str, count: int, *, settle: float = 1.0, wait_s: float = 30.0
+) -> list[Any]:
+    """The CloudEvents of an events topic: wait for `count`, then `settle` seconds more (a
+    repeat shows up there)."""
+    records = await read_records(bootstrap, topic, count=count, wait_s=wait_s, settle=settle)
+    return [ce(record) for record in records]
+
+
+async def wait_until(
+    check: Callable[[], bool], timeout_s: float, what: str, *, every_s: float = 0.05
+) -> None:
+    """Poll `check` until it holds; fail naming `what` after `timeout_s`."""
+    deadline = time.monotonic() + timeout_s
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(every_s)
+
+
 Outgoing = tuple[str, Any, str]
 """A command to publish: (type, data, subject)."""
 

@@ -25,7 +25,13 @@ from adapters.clickmaint.fake import FakeClickMaint, RequestLogEntry
 from adapters.clickmaint.resources import POLL
 from adapters.config import Config, parse_config
 from adapters.core.kafka import Topics
-from tests.integration.conftest import Outgoing, ce, publish_commands, read_records
+from tests.integration.conftest import (
+    Outgoing,
+    publish_commands,
+    read_events,
+    results_by_command,
+)
+from tests.integration.conftest import wait_until as shared_wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -212,12 +218,9 @@ async def events(
     bootstrap: str, prefix: str, count: int, *, settle: float = 2.0, wait_s: float = 30.0
 ) -> list[Event]:
     """The events topic: wait for `count`, then `settle` seconds more (a repeat shows there)."""
-    records = await read_records(
-        bootstrap, Topics(prefix, NAME).events, count=count, wait_s=wait_s, settle=settle
-    )
+    topic = Topics(prefix, NAME).events
     out = []
-    for record in records:
-        event = ce(record)
+    for event in await read_events(bootstrap, topic, count, settle=settle, wait_s=wait_s):
         attrs = event.get_attributes()
         out.append(
             Event(
@@ -241,16 +244,8 @@ async def results(
     bootstrap: str, prefix: str, count: int, *, settle: float = 1.0, wait_s: float = 60.0
 ) -> dict[str, dict[str, Any]]:
     """The command results by command id (a second result for one command fails here)."""
-    records = await read_records(
-        bootstrap, Topics(prefix, NAME).results, count=count, wait_s=wait_s, settle=settle
-    )
-    out: dict[str, dict[str, Any]] = {}
-    for record in records:
-        event = ce(record)
-        cid = event.get_attributes()["commandid"]
-        assert cid not in out, f"two results for command {cid}"
-        out[cid] = event.get_data()
-    return out
+    topic = Topics(prefix, NAME).results
+    return await results_by_command(bootstrap, topic, count, settle=settle, wait_s=wait_s)
 
 
 async def publish(bootstrap: str, prefix: str, commands: list[Outgoing]) -> list[str]:
@@ -259,11 +254,7 @@ async def publish(bootstrap: str, prefix: str, commands: list[Outgoing]) -> list
 
 
 async def wait_until(check: Callable[[], bool], timeout_s: float, what: str) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.1)
+    await shared_wait_until(check, timeout_s, what, every_s=0.1)
 
 
 def next_second() -> Awaitable[None]:

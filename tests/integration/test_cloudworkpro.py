@@ -9,10 +9,8 @@ a real peer address, not a mocked one.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import dataclasses
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -27,7 +25,13 @@ from adapters.cloudworkpro.webhooks import to_events
 from adapters.config import Config, parse_config
 from adapters.core.kafka import Topics
 from adapters.core.vendor import WebhookRequest
-from tests.integration.conftest import Outgoing, ce, publish_commands, read_records
+from tests.integration.conftest import (
+    Outgoing,
+    publish_commands,
+    read_events,
+    results_by_command,
+)
+from tests.integration.conftest import wait_until as shared_wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -126,12 +130,9 @@ class Event:
 async def events(
     bootstrap: str, prefix: str, count: int, *, settle: float = 1.0, wait_s: float = 30.0
 ) -> list[Event]:
-    records = await read_records(
-        bootstrap, Topics(prefix, NAME).events, count=count, wait_s=wait_s, settle=settle
-    )
+    topic = Topics(prefix, NAME).events
     out = []
-    for record in records:
-        event = ce(record)
+    for event in await read_events(bootstrap, topic, count, settle=settle, wait_s=wait_s):
         attrs = event.get_attributes()
         out.append(Event(attrs["id"], attrs["type"], attrs["subject"], event.get_data()))
     return out
@@ -140,28 +141,15 @@ async def events(
 async def results(
     bootstrap: str, prefix: str, count: int, *, settle: float = 0.5, wait_s: float = 60.0
 ) -> dict[str, dict[str, Any]]:
-    records = await read_records(
-        bootstrap, Topics(prefix, NAME).results, count=count, wait_s=wait_s, settle=settle
-    )
-    out: dict[str, dict[str, Any]] = {}
-    for record in records:
-        event = ce(record)
-        cid = event.get_attributes()["commandid"]
-        assert cid not in out, f"two results for command {cid}"
-        out[cid] = event.get_data()
-    return out
+    topic = Topics(prefix, NAME).results
+    return await results_by_command(bootstrap, topic, count, settle=settle, wait_s=wait_s)
 
 
 async def publish(bootstrap: str, prefix: str, commands: list[Outgoing]) -> list[str]:
     return await publish_commands(bootstrap, prefix, commands, instance=NAME)
 
 
-async def wait_until(check: Callable[[], bool], timeout_s: float, what: str) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.05)
+wait_until = shared_wait_until
 
 
 def pushed_id(notification: dict[str, Any]) -> str:

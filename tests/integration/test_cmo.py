@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -20,7 +19,14 @@ from adapters.app import Bridge
 from adapters.cmo.fake import FakeCmo, FakeCmoBehaviour
 from adapters.config import Config, parse_config
 from adapters.core.kafka import Topics
-from tests.integration.conftest import Outgoing, ce, publish_commands, read_records
+from tests.integration.conftest import (
+    Outgoing,
+    publish_commands,
+    read_events,
+    read_records,
+    results_by_command,
+)
+from tests.integration.conftest import wait_until as shared_wait_until
 from tests.tls_certs import TlsFiles, make_tls_files
 
 pytestmark = pytest.mark.integration
@@ -104,16 +110,8 @@ async def publish(bootstrap: str, prefix: str, commands: list[Outgoing]) -> list
 async def results(
     bootstrap: str, prefix: str, count: int, *, settle: float = 0.5, wait_s: float = 60.0
 ) -> dict[str, dict[str, Any]]:
-    records = await read_records(
-        bootstrap, Topics(prefix, NAME).results, count=count, wait_s=wait_s, settle=settle
-    )
-    out: dict[str, dict[str, Any]] = {}
-    for record in records:
-        event = ce(record)
-        cid = event.get_attributes()["commandid"]
-        assert cid not in out, f"two results for command {cid}"
-        out[cid] = event.get_data()
-    return out
+    topic = Topics(prefix, NAME).results
+    return await results_by_command(bootstrap, topic, count, settle=settle, wait_s=wait_s)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -128,12 +126,9 @@ class Event:
 async def events(
     bootstrap: str, prefix: str, count: int, *, settle: float = 1.5, wait_s: float = 30.0
 ) -> list[Event]:
-    records = await read_records(
-        bootstrap, Topics(prefix, NAME).events, count=count, wait_s=wait_s, settle=settle
-    )
+    topic = Topics(prefix, NAME).events
     out = []
-    for record in records:
-        event = ce(record)
+    for event in await read_events(bootstrap, topic, count, settle=settle, wait_s=wait_s):
         attrs = event.get_attributes()
         out.append(
             Event(attrs["id"], attrs["type"], attrs["subject"], attrs.get("causedby"),
@@ -142,12 +137,7 @@ async def events(
     return out
 
 
-async def wait_until(check: Callable[[], bool], timeout_s: float, what: str) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.05)
+wait_until = shared_wait_until
 
 
 def kinds(found: list[Event]) -> list[tuple[str, str]]:
