@@ -25,7 +25,7 @@ from typing import Any
 
 from adapters.config import Config
 from adapters.core.budget import BudgetShare, budget_partitions
-from adapters.core.change_source import PollContext, PollSettings, needs_of
+from adapters.core.change_source import PollContext, PollSettings
 from adapters.core.instance import build_instance
 from adapters.core.kafka import ensure_topics, event_producer
 from adapters.core.poll_commit import dead_letter_record
@@ -49,7 +49,7 @@ def recovery_resources(config: Config, instance: str) -> list[str]:
     spec = VENDORS[inst.vendor]
     if spec.poll is None:
         return []
-    return [name for name, res in spec.poll.resources.items() if needs_of(res.source).published]
+    return [name for name, res in spec.poll.resources.items() if res.recovery]
 
 
 def _instance_config(config: Config, instance: str) -> Any:
@@ -116,8 +116,13 @@ async def backfill(
                 resource=name,
                 scope=None,
                 # The whole range asked for, from `since` on: no overlap, never "now".
+                # What is on the topic already is never written again, whatever
+                # `polling.skip_published` says for the poller.
                 settings=dataclasses.replace(
-                    PollSettings.of(polling), overlap=timedelta(0), start_from="beginning"
+                    PollSettings.of(polling),
+                    overlap=timedelta(0),
+                    start_from="beginning",
+                    skip_published=True,
                 ),
                 fetch=lambda request: fetch(inst, request, policy, metrics),
                 options=inst.options,

@@ -299,7 +299,9 @@ class PartTransactions:
                     # The pass ended: what the next pass cannot list again is forgotten.
                     keep_from = after.mark - overlap - margin
                     kept = {k: ts for k, ts in seen.items() if ts == DEAD or ts >= keep_from}
-                    seen = bounded(kept, ctx.settings.seen_limit or self.seen_limit, keep_from)
+                    # Its own limit is above a listing's: an instance's may raise it only.
+                    limit = max(ctx.settings.seen_limit or 0, self.seen_limit)
+                    seen = bounded(kept, limit, keep_from)
                 yield Step(
                     [i.event for i in chunk if isinstance(i, Found)],
                     [i for i in chunk if isinstance(i, DeadLetter)],

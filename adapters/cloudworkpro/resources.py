@@ -29,7 +29,6 @@ from adapters.cloudworkpro.undocumented import (
     ID_FIELD,
     NOTIFICATION_ID_FIELD,
     NOTIFICATION_TIME_FIELD,
-    NOTIFICATIONS_PATH,
     RESOURCE_PATHS,
     UPDATED_FIELD,
     CloudworkProOptions,
@@ -181,7 +180,6 @@ class Recovery:
     """
 
     mapper: WebhookMapper
-    notifications_path: str = NOTIFICATIONS_PATH
     # Pushes are produced after their notification was made; this much earlier covers a
     # vendor clock ahead of Kafka's.
     clock_margin: timedelta = timedelta(minutes=5)
@@ -272,7 +270,7 @@ def poll_spec(mapper: WebhookMapper) -> PollSpec:
     }
     resources = {name: PollResource(name=name, source=sources[name]) for name in RESOURCE_PATHS}
     resources["webhook_notifications"] = PollResource(
-        name="webhook_notifications", source=Recovery(mapper)
+        name="webhook_notifications", source=Recovery(mapper), recovery=True
     )
     return PollSpec(resources=resources)
 

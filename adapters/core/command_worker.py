@@ -69,9 +69,6 @@ __all__ = ["Command", "CommandWorker", "Decision", "Invalid", "PartitionWork"]
 
 log = logging.getLogger(__name__)
 
-# Where ledger indexes are kept between runs (a volume that survives a restart of the
-# container); unset, each partition's index is a temporary file rebuilt on every start.
-
 # Under its name from before the split: vendor tests import it from here.
 _fill_path = fill_path
 

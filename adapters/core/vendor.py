@@ -104,6 +104,9 @@ class PollResource:
     name: str
     source: ChangeSource[Any]
     scoped: bool = False
+    # Whether it recovers missed webhooks from the vendor's store: `workbridge backfill`
+    # runs these (and only these) on demand.
+    recovery: bool = False
 
 
 @dataclass(frozen=True)

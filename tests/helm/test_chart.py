@@ -612,6 +612,13 @@ def test_command_workers_keep_their_ledger_index_on_a_volume_of_its_own() -> Non
     workers = deployments(docs)["workers"]
     assert raw_config(docs, workers)["ledger"]["dir"] == "/var/lib/workbridge/ledger"
     assert "env" not in container(workers)  # no longer an environment variable
+    # An operator's own WORKBRIDGE_LEDGER_DIR (extraEnv, on a volume of theirs) still wins.
+    own = render(
+        CHART / "examples" / "moco.yaml",
+        "extraEnv[0].name=WORKBRIDGE_LEDGER_DIR",
+        "extraEnv[0].value=/data/ledger",
+    )
+    assert "ledger" not in raw_config(own, deployments(own)["workers"])
     mounts = {m["name"]: m["mountPath"] for m in container(workers)["volumeMounts"]}
     assert mounts["ledger"] == "/var/lib/workbridge/ledger"
     volumes = {v["name"]: v for v in workers["spec"]["template"]["spec"]["volumes"]}

@@ -33,3 +33,28 @@ def test_an_event_id_is_read_back_in_either_content_mode(mode: str) -> None:
     key, value, headers = to_kafka(event, "binary" if mode == "binary" else "structured")
     assert event_id(key, value, headers) == "evt-1"
     assert event_id(None, b"not an event", []) is None
+
+
+def test_only_declared_recoveries_are_backfilled() -> None:
+    from adapters.backfill import recovery_resources
+    from adapters.config import parse_config
+    from adapters.registry import VENDORS
+
+    config = parse_config(
+        {
+            "kafka": {"bootstrap_servers": "localhost:9092"},
+            "instances": [
+                {
+                    "vendor": "moco",
+                    "base_url": "https://a.mocoapp.com/api/v1",
+                    "api_key": "k",
+                    "webhook_secret": "s",
+                },
+                {"vendor": "cloudworkpro", "name": "cwp", "base_url": "https://cwp.example"},
+            ],
+        },
+        vendors=VENDORS,
+    )
+    # MOCO's listings skip what is published, but none of them recovers missed webhooks.
+    assert recovery_resources(config, "moco") == []
+    assert recovery_resources(config, "cwp") == ["webhook_notifications"]

@@ -193,7 +193,10 @@ time through Kafka (group <prefix>.<name>.budget), so nothing in it is per proce
 
 {{- $config := dict "log_level" $v.log_level "kafka" $kafka "server" $server "roles" $roles "instances" $instances }}
 {{- /* The idempotency ledger's on-disk index: the workers' volume (deployment.yaml) */}}
-{{- if and (eq .component "workers") $v.workers.roles.commands }}
+{{- /* An extraEnv WORKBRIDGE_LEDGER_DIR (a volume of the operator's own) still wins. */}}
+{{- $ownDir := false }}
+{{- range $e := default list $v.extraEnv }}{{ if eq $e.name "WORKBRIDGE_LEDGER_DIR" }}{{ $ownDir = true }}{{ end }}{{ end }}
+{{- if and (eq .component "workers") $v.workers.roles.commands (not $ownDir) }}
 {{- $_ := set $config "ledger" (dict "dir" "/var/lib/workbridge/ledger") }}
 {{- end }}
 {{- toYaml $config }}

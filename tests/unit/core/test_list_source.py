@@ -272,10 +272,35 @@ async def test_a_listing_that_skips_published_leaves_out_what_is_on_the_topic() 
     assert asked == []
     second = await run.cycle()
     assert second.subjects == ["work_order/2"]
-    floor = T + timedelta(hours=1) - timedelta(seconds=1) - timedelta(seconds=2)  # mark - overlap
-    assert asked == [floor - margin]
+    # Read back once, from the oldest change on the page (not the floor), less the margin.
+    assert asked == [T + timedelta(seconds=3610) - margin]
     assert run.state.seen  # what was left out still counts as seen by the next pass
 
     off = runner(skip=False)  # polling.skip_published: false publishes every version
     await off.cycle()
     assert sorted((await off.cycle()).subjects) == ["work_order/1", "work_order/2"]
+    assert len(asked) == 1
+
+
+async def test_a_quiet_pass_reads_nothing_back_and_a_failed_read_publishes_the_page(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    date = {"date": "Wed, 24 Sep 2025 15:00:00 GMT"}
+    first = (200, {**ONE_PAGE, "data": [work_order(3, 0)]}, date, {})
+    quiet = (200, {**ONE_PAGE, "data": []}, date, {})
+    page = (200, {**ONE_PAGE, "data": [work_order(1, 3610)]}, date, {})
+    asked: list[datetime] = []
+
+    async def broken(since: datetime) -> set[str]:
+        asked.append(since)
+        raise TimeoutError("the events topic is not readable")
+
+    src = source(PageNumberPaginator(), skip_published=timedelta(minutes=5))
+    run = Runner(src, Stub(first, quiet, page), page_size=10)
+    run.ctx = dataclasses.replace(run.ctx, published_since=broken)
+    await run.cycle()
+    assert (await run.cycle()).events == [] and asked == []  # nothing listed, nothing read
+    with caplog.at_level(logging.WARNING):
+        assert (await run.cycle()).subjects == ["work_order/1"]
+    assert len(asked) == 1
+    assert "cannot read back the events topic" in caplog.text
