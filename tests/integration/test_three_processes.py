@@ -210,6 +210,11 @@ async def test_three_processes_share_the_work_and_survive_a_kill_and_a_drain(
         mark("term")
         drain = asyncio.create_task(cluster.terminate(1))
         await until(served_since_last, 40)
+
+        async def load_went_on() -> bool:  # what "under load" asserts below, for the drain
+            return sum(1 for s in sender.sent if s.at > moments[-1][1] + 1.0) >= PARTITIONS
+
+        await until(load_went_on, 20)
         change(3, "v5")
         sent = await sender.stop()
         code = await drain
