@@ -20,7 +20,7 @@ import functools
 import logging
 import time
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -42,7 +42,7 @@ from adapters.core.poll_order import StalestFirst
 from adapters.core.poll_state import StateError, encode_state
 from adapters.core.ratelimit import SlidingWindowLimiter
 from adapters.core.recent_events import RecentEvents
-from adapters.core.state_restore import restore_partition
+from adapters.core.state_restore import restore_partition, restore_stamped
 from adapters.core.tracking import TrackingView
 from adapters.core.vendor import PollResource
 from adapters.core.vendor_call import RetryPolicy, call_with_retry
@@ -54,7 +54,15 @@ log = logging.getLogger(__name__)
 # What stops aiokafka's sender for good: the producer can never write again.
 _PRODUCER_LOST = (ProducerFenced, OutOfOrderSequenceNumber, TransactionalIdAuthorizationFailed)
 
-__all__ = ["PollError", "PollRunner", "PollTask", "owner_partition", "producer_lost", "task_key"]
+__all__ = [
+    "PollError",
+    "PollRunner",
+    "PollTask",
+    "owner_partition",
+    "placed_partitions",
+    "producer_lost",
+    "task_key",
+]
 
 
 def producer_lost(exc: BaseException, producer: AIOKafkaProducer) -> bool:
@@ -74,8 +82,17 @@ def task_key(resource: str, scope: str | None = None) -> str:
 
 
 def owner_partition(key: str, partitions: int) -> int:
-    """The cursor-topic partition that owns a task key (stable across processes)."""
+    """The cursor-topic partition of a fanned-out task's key, by a hash (stable across
+    processes); also where an unscoped task's state was kept before `placed_partitions`."""
     return zlib.crc32(key.encode()) % partitions
+
+
+def placed_partitions(names: Iterable[str], partitions: int) -> dict[str, int]:
+    """The cursor partition of each unscoped task: dealt round-robin in name order, so that
+    every partition gets its share (a hash put MOCO's seven resources 3/4/0 on three
+    partitions, and a third replica never polled). Every process with the same configured
+    resources computes the same placement."""
+    return {name: i % partitions for i, name in enumerate(sorted(set(names)))}
 
 
 def poll_gate(inst: Instance) -> StalestFirst | None:
@@ -389,11 +406,13 @@ class PollRunner:
     def _wanted(self, partition: int) -> dict[str, tuple[PollResource, str | None]]:
         """The tasks (key -> resource, scope) that `partition` owns, as far as known."""
         count = self._partition_count()
+        placed = placed_partitions((r.name for r in self.resources if not r.scoped), count)
         wanted: dict[str, tuple[PollResource, str | None]] = {}
         for res in self.resources:
             for scope in (self.scopes or []) if res.scoped else [None]:
                 key = task_key(res.name, scope)
-                if owner_partition(key, count) == partition:
+                owner = placed[key] if scope is None else owner_partition(key, count)
+                if owner == partition:
                     wanted[key] = (res, scope)
         return wanted
 
@@ -472,6 +491,14 @@ class PollRunner:
             except BaseException:
                 await producer.stop()  # cancelled by a shutdown mid-rebalance: leave nothing open
                 raise
+            missing = [k for k, (_r, scope) in self._wanted(p).items() if scope is None]
+            missing = [k for k in missing if k not in states]
+            if missing:
+                try:
+                    states.update(await self._moved_states(p, missing))
+                except BaseException:
+                    await producer.stop()
+                    raise
             self.owned[p] = (producer, [])
             self._states[p] = states
             self._locks[p] = asyncio.Lock()
@@ -545,6 +572,30 @@ class PollRunner:
             # Guessing would let two replicas own one task under different ids.
             raise RuntimeError(f"no partition metadata for {self.inst.topics.cursors}")
         return len(parts)
+
+    async def _moved_states(self, partition: int, keys: list[str]) -> dict[str, bytes]:
+        """The newest state of each of `keys` kept in another partition: the task was placed
+        there before (an earlier release's hash, or other configured resources). Without
+        it the task would start as new and publish everything again."""
+        found: dict[str, tuple[int, int, bytes]] = {}
+        for other in range(self._partition_count()):
+            if other == partition:
+                continue
+            kept = await restore_stamped(
+                self.kafka, self.inst.topics.cursors, other, lambda raw: raw
+            )
+            for key in keys:
+                if key in kept and (key not in found or kept[key][0] > found[key][0]):
+                    found[key] = (kept[key][0], other, kept[key][1])
+        for key, (_stamp, other, _raw) in found.items():
+            log.info(
+                "poll %s/%s: its state is taken from cursor partition %d (placed on %d now)",
+                self.inst.name,
+                key,
+                other,
+                partition,
+            )
+        return {key: raw for key, (_stamp, _other, raw) in found.items()}
 
     async def _restore(self, partition: int) -> dict[str, bytes]:
         # Raw: each task's source decodes (and upgrades) its own state.

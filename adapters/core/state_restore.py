@@ -41,6 +41,20 @@ async def restore_partition(
     Call it after the partition's transactional producer started: that fences the previous
     owner and aborts its open transaction, so the end offset is final.
     """
+    stamped = await restore_stamped(kafka, topic, partition, decode, timeout_s=timeout_s)
+    return {key: value for key, (_stamp, value) in stamped.items()}
+
+
+async def restore_stamped(
+    kafka: KafkaConfig,
+    topic: str,
+    partition: int,
+    decode: Callable[[bytes], T],
+    *,
+    timeout_s: float = 60.0,
+) -> dict[str, tuple[int, T]]:
+    """`restore_partition` with each value's record timestamp (ms): to tell which of two
+    partitions holds a key's newer value."""
     deadline = time.monotonic() + timeout_s
     while True:
         try:
@@ -55,10 +69,10 @@ async def restore_partition(
 
 async def _read(
     kafka: KafkaConfig, topic: str, partition: int, decode: Callable[[bytes], T], deadline: float
-) -> dict[str, T]:
+) -> dict[str, tuple[int, T]]:
     reader = committed_reader(kafka, client_id=f"{kafka.client_id}-restore")
     await reader.start()
-    state: dict[str, T] = {}
+    state: dict[str, tuple[int, T]] = {}
     try:
         tp = TopicPartition(topic, partition)
         reader.assign([tp])
@@ -75,7 +89,7 @@ async def _read(
                 if record.value is None:
                     state.pop(key, None)  # tombstone
                 else:
-                    state[key] = decode(record.value)
+                    state[key] = (record.timestamp, decode(record.value))
     finally:
         await reader.stop()
     return state

@@ -10,7 +10,7 @@ from aiokafka import AIOKafkaProducer
 
 from adapters.app import Bridge
 from adapters.core.kafka import Topics, ensure_topics
-from adapters.core.poller import owner_partition
+from adapters.core.poller import owner_partition, placed_partitions
 from adapters.core.record_limits import max_record_bytes
 from adapters.moco.fake import FakeMoco
 from tests.integration.conftest import BridgeFactory, ce, moco_config, read_records
@@ -197,6 +197,48 @@ async def test_a_cursor_of_the_previous_release_is_resumed_on_upgrade(
 
     bridge = await start_bridge(
         polling={"enabled": True, "interval_s": 0.5, "resources": ["companies"]},
+        webhooks={"enabled": False},
+    )
+    await _wait_polled(bridge, cycles=1)
+    records = await read_records(kafka_bootstrap, topics.events, count=1, settle=1.5)
+    assert [ce(r).get_attributes()["subject"] for r in records] == [f"company/{new['id']}"]
+
+
+async def test_a_task_placed_on_another_partition_takes_its_state_along(
+    kafka_bootstrap: str, prefix: str, fake_moco: FakeMoco, start_bridge: BridgeFactory
+) -> None:
+    # Before `placed_partitions`, a task's state sat where the hash put it (companies: 0 of
+    # 2); polled with activities it is placed on partition 1 now. Its owner there must find
+    # the state on partition 0, or it would publish every company again.
+    resources = ["activities", "companies"]
+    then = datetime(2026, 11, 20, 9, 0, 0, tzinfo=UTC)
+    fake_moco._clock = lambda: then
+    old = [fake_moco.create_record("companies", {"name": n, "type": "customer"}) for n in "AB"]
+    fake_moco._clock = lambda: datetime(2026, 11, 20, 9, 0, 30, tzinfo=UTC)
+    new = fake_moco.create_record("companies", {"name": "C", "type": "customer"})
+
+    assert fake_moco.base_url is not None
+    config = moco_config(kafka_bootstrap, prefix, fake_moco.base_url)
+    partitions = config.kafka.topics.partitions
+    before = owner_partition("companies", partitions)
+    assert placed_partitions(resources, partitions)["companies"] != before
+    topics = Topics(prefix, "moco")
+    limit = max_record_bytes(config.server.max_body_bytes)
+    await ensure_topics(config.kafka, [topics], max_record_bytes=limit)
+    stamp = then.strftime("%Y-%m-%dT%H:%M:%SZ")
+    seen = ",".join(f'"{r["id"]}":"{stamp}"' for r in old)
+    legacy = f'{{"mark":"{stamp}","seen":{{{seen}}}}}'.encode()
+    producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap, acks="all")
+    await producer.start()
+    try:
+        await producer.send_and_wait(
+            topics.cursors, key=b"companies", value=legacy, partition=before
+        )
+    finally:
+        await producer.stop()
+
+    bridge = await start_bridge(
+        polling={"enabled": True, "interval_s": 0.5, "resources": resources},
         webhooks={"enabled": False},
     )
     await _wait_polled(bridge, cycles=1)

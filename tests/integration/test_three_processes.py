@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from adapters.core.kafka import Topics
-from adapters.core.poller import owner_partition
+from adapters.core.poller import placed_partitions
 from adapters.moco.fake import FakeMoco
 from tests.integration.conftest import API_KEY, SECRET, ce
 from tests.integration.three_proc import (
@@ -42,9 +42,9 @@ POLL_INTERVAL_S = 1.0
 # have had at most this many with an in-flight mark and no result, the only ones whose
 # next owner must answer `ambiguous` (a SIGTERMed one finishes its calls first).
 CONCURRENCY = 4
-# Poll tasks go to cursor partitions by a stable hash of their key; with 4 partitions, each
-# holds one of these resources at least, so that each of the three processes polls. The
-# command topic has 4 partitions too.
+# Poll tasks are dealt over the cursor partitions in name order (placed_partitions); with 4
+# partitions each holds one of these resources at least, so that each of the three
+# processes polls. The command topic has 4 partitions too.
 PARTITIONS = 4
 PACE_S = 0.25  # one command every 0.25 s, about one per partition per second
 # How soon a dead or drained process's work must be served again (see three_proc.py for
@@ -126,7 +126,7 @@ async def test_three_processes_share_the_work_and_survive_a_kill_and_a_drain(
                 version_id(resource, fake.update_record(resource, record_id, {"name": label}))
             )
 
-    assert {owner_partition(r, PARTITIONS) for r in RESOURCES} == set(range(PARTITIONS))
+    assert set(placed_partitions(RESOURCES, PARTITIONS).values()) == set(range(PARTITIONS))
     cluster = Cluster(
         tmp_path,
         kafka_bootstrap,

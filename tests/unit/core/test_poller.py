@@ -213,3 +213,17 @@ async def test_a_transient_failure_keeps_the_poll_task_polling() -> None:
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await task
+
+
+def test_unscoped_tasks_are_dealt_evenly_over_the_partitions_in_name_order() -> None:
+    from adapters.core.poller import placed_partitions
+    from adapters.registry import VENDORS
+
+    moco = list(VENDORS["moco"].poll.resources)  # type: ignore[union-attr]
+    for partitions in (1, 2, 3, 4, 7, 12):
+        placed = placed_partitions(moco, partitions)
+        counts = [list(placed.values()).count(p) for p in range(partitions)]
+        assert max(counts) - min(counts) <= 1, (partitions, counts)  # the hash gave 3/4/0
+    # Every process computes the same placement, whatever order it lists the resources in.
+    assert placed_partitions(reversed(moco), 3) == placed_partitions(sorted(moco), 3)
+    assert placed_partitions(["b", "a", "a"], 2) == {"a": 0, "b": 1}
