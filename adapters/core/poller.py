@@ -491,8 +491,9 @@ class PollRunner:
             except BaseException:
                 await producer.stop()  # cancelled by a shutdown mid-rebalance: leave nothing open
                 raise
-            missing = [k for k, (_r, scope) in self._wanted(p).items() if scope is None]
-            missing = [k for k in missing if k not in states]
+            # An unscoped task placed here whose state this partition does not hold.
+            wanted = self._wanted(p).items()
+            missing = [k for k, (_r, scope) in wanted if scope is None and k not in states]
             if missing:
                 try:
                     states.update(await self._moved_states(p, missing))
